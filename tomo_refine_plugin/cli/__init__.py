@@ -1,0 +1,55 @@
+"""The ``tomo-refine`` command line: one subcommand per program, RELION's flag names.
+
+Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..compute.errors import InputError
+
+SUBCOMMANDS = {
+    "simulate": "Write a simulated RELION-5 dataset with its ground truth",
+    "subtomo": "Make pseudo-subtomograms (drop-in for relion_tomo_subtomo)",
+    "align": "Refine tilt-series projections and particle positions (drop-in for relion_tomo_align)",
+    "reconstruct": "Reconstruct half maps from particles (relion_tomo_reconstruct_particle)",
+    "demo": "Simulate, align, make pseudo-subtomograms and reconstruct a small dataset",
+    "show": "Render outputs (pseudo-subtomograms, reports) to PNG",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tomo-refine", description=__doc__.splitlines()[0])
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"tomo-refine {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args._run(args) or 0)
+    except InputError as exc:
+        print(f"tomo-refine {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tomo-refine {args.command}: interrupted; rerun with --only_do_unfinished to resume", file=sys.stderr)
+        return 130
