@@ -1,0 +1,138 @@
+"""Numba kernels for Fourier-slice insertion (trilinear splatting into a 3D rfft half grid).
+
+Scalar loops over contiguous arrays writing into preallocated outputs; the wrapper in
+:mod:`.insert` validates, casts and batches.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _splat_one(val_re, val_im, wt, px, py, pz, scale, s3, sh3, data, ctf, mult):
+    """Splat one 2D sample at 3D frequency ``(px, py, pz)`` (Fourier voxels) into ``data/ctf/mult``.
+
+    ``data`` is complex128 ``(s3, s3, sh3)`` = (kz, ky, kx), FFT order in kz, ky. Samples with
+    ``px < 0`` are reflected to their Friedel mate; the ``kx = 0`` plane gets the Hermitian copy too.
+    """
+    if px < 0.0:
+        px = -px
+        py = -py
+        pz = -pz
+        val_im = -val_im
+    x0 = int(np.floor(px))
+    y0 = int(np.floor(py))
+    z0 = int(np.floor(pz))
+    fx = px - x0
+    fy = py - y0
+    fz = pz - z0
+    half = s3 // 2
+    for dz in range(2):
+        gz = z0 + dz
+        if gz < -half or gz >= half:
+            continue
+        wz = fz if dz == 1 else 1.0 - fz
+        for dy in range(2):
+            gy = y0 + dy
+            if gy < -half or gy >= half:
+                continue
+            wy = fy if dy == 1 else 1.0 - fy
+            for dx in range(2):
+                gx = x0 + dx
+                if gx >= sh3:
+                    continue
+                wx = fx if dx == 1 else 1.0 - fx
+                m = scale * wx * wy * wz
+                iz = gz % s3
+                iy = gy % s3
+                data[iz, iy, gx] += complex(m * val_re, m * val_im)
+                ctf[iz, iy, gx] += m * wt
+                mult[iz, iy, gx] += m
+                if gx == 0:
+                    # Hermitian completion of the kx = 0 plane (RELION adds the mirror; the origin gets both)
+                    jz = (-gz) % s3
+                    jy = (-gy) % s3
+                    data[jz, jy, 0] += complex(m * val_re, -m * val_im)
+                    ctf[jz, jy, 0] += m * wt
+                    mult[jz, jy, 0] += m
+
+
+@njit(cache=True, parallel=True)
+def insert_slices_kernel(slices, weights, rows, visible, x_ranges, target, scale, data, ctf, mult):
+    """Insert 2D half-grid slices into 3D half-grid accumulators.
+
+    Parameters
+    ----------
+    slices
+        complex64 ``(n, F, s2, sh2)`` = (particle, frame, ky, kx), FFT order in ky.
+    weights
+        float32 ``(n, F, s2, sh2)``, accumulated into ``ctf``.
+    rows
+        float64 ``(n, F, 2, 3)``: the 3D frequency (x, y, z, in 3D Fourier voxels) of one 2D Fourier
+        pixel along kx (row 0) and along ky (row 1).
+    visible
+        uint8 ``(n, F)``; frames with 0 are skipped.
+    x_ranges
+        int32 ``(F, s2)``: exclusive upper bound of kx per (frame, ky row).
+    target
+        int64 ``(n,)``: accumulator index of each particle. Particles sharing an accumulator are
+        inserted sequentially (in particle order), so the result is deterministic.
+    scale
+        Multiplier of every splat weight (RELION: ``|u|·|v| = rbs²``).
+    data, ctf, mult
+        complex128 / float64 / float64 ``(n_acc, s3, s3, sh3)``, accumulated in place.
+    """
+    n = slices.shape[0]
+    n_frames = slices.shape[1]
+    s2 = slices.shape[2]
+    n_acc = data.shape[0]
+    s3 = data.shape[1]
+    sh3 = data.shape[3]
+    for a in prange(n_acc):
+        for i in range(n):
+            if target[i] != a:
+                continue
+            d = data[a]
+            c = ctf[a]
+            mu = mult[a]
+            for f in range(n_frames):
+                if visible[i, f] == 0:
+                    continue
+                ux = rows[i, f, 0, 0]
+                uy = rows[i, f, 0, 1]
+                uz = rows[i, f, 0, 2]
+                vx = rows[i, f, 1, 0]
+                vy = rows[i, f, 1, 1]
+                vz = rows[i, f, 1, 2]
+                for y in range(s2):
+                    ky = y if y < s2 // 2 else y - s2
+                    x_start = 0 if y < s2 // 2 else 1
+                    x_stop = x_ranges[f, y]
+                    for x in range(x_start, x_stop):
+                        v = slices[i, f, y, x]
+                        px = x * ux + ky * vx
+                        py = x * uy + ky * vy
+                        pz = x * uz + ky * vz
+                        _splat_one(v.real, v.imag, weights[i, f, y, x], px, py, pz, scale, s3, sh3, d, c, mu)
+
+
+@njit(cache=True)
+def dose_x_ranges_kernel(dose, cutoff, out):
+    """RELION's ``findDoseXRanges``: per (frame, ky row), 1 + the last kx inside the inscribed circle
+    whose dose weight exceeds ``cutoff`` (0 if none).
+
+    ``dose`` float32 ``(F, s2, sh2)``; ``out`` int32 ``(F, s2)``.
+    """
+    n_frames, s2, sh2 = dose.shape
+    r2 = s2 * s2 / 4.0
+    for f in range(n_frames):
+        for y in range(s2):
+            ky = y if y < s2 // 2 else y - s2
+            last = -1
+            for x in range(sh2):
+                if x * x + ky * ky > r2:
+                    break
+                if dose[f, y, x] > cutoff:
+                    last = x
+            out[f, y] = last + 1
