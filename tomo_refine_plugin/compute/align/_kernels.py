@@ -1,0 +1,124 @@
+"""Numba kernel of the alignment cost: Catmull-Rom lookups in the CC maps (see :mod:`.cost`)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def _catmull_rom(t, w, dw):
+    t2 = t * t
+    t3 = t2 * t
+    w[0] = -0.5 * t3 + t2 - 0.5 * t
+    w[1] = 1.5 * t3 - 2.5 * t2 + 1.0
+    w[2] = -1.5 * t3 + 2.0 * t2 + 0.5 * t
+    w[3] = 0.5 * t3 - 0.5 * t2
+    dw[0] = -1.5 * t2 + 2.0 * t - 0.5
+    dw[1] = 4.5 * t2 - 5.0 * t
+    dw[2] = -4.5 * t2 + 4.0 * t + 0.5
+    dw[3] = 1.5 * t2 - t
+
+
+@njit(cache=True, parallel=True)
+def cost_kernel(maps, centres, positions, offsets, model_rot, model_trans, q, dq, shifts, pivot, active,
+                visible, radius, range_reg, out_value, out_gdelta, out_gangle, out_goffset):
+    """Per-(particle, tilt) value and gradients; no reductions across particles (deterministic).
+
+    maps : float64 (P, F, D, D) CC maps, index radius+3 is zero displacement.
+    centres : float64 (P, F, 2) map centres p0 (image px).
+    positions, offsets : float64 (P, 3) static positions and current offsets (px).
+    model_rot, model_trans : float64 (F, 3, 3), (F, 3): the reference projection P0_f (camera frame).
+    q : float64 (F, 3, 3) current rotation Q_f; dq : (F, 3, 3, 3) dQ_f/dangle (rad) for φ, θ, ψ.
+    shifts : float64 (F, 2) current shifts (px); pivot : float64 (3,) rotation pivot (camera frame).
+    active : bool (F,), visible : bool (P, F).
+    out_value : (P, F); out_gdelta : (P, F, 2) dE/dΔ; out_gangle : (P, F, 3) dE/dangle (per rad);
+    out_goffset : (P, 3) dE/doffset summed over tilts.
+    """
+    n_p = maps.shape[0]
+    n_f = maps.shape[1]
+    diam = maps.shape[2]
+    centre = radius + 3.0
+    for p in prange(n_p):
+        wx = np.empty(4)
+        dwx = np.empty(4)
+        wy = np.empty(4)
+        dwy = np.empty(4)
+        x0 = positions[p, 0] + offsets[p, 0]
+        x1 = positions[p, 1] + offsets[p, 1]
+        x2 = positions[p, 2] + offsets[p, 2]
+        go0 = 0.0
+        go1 = 0.0
+        go2 = 0.0
+        for f in range(n_f):
+            out_value[p, f] = 0.0
+            out_gdelta[p, f, 0] = 0.0
+            out_gdelta[p, f, 1] = 0.0
+            out_gangle[p, f, 0] = 0.0
+            out_gangle[p, f, 1] = 0.0
+            out_gangle[p, f, 2] = 0.0
+            if not (active[f] and visible[p, f]):
+                continue
+            v0 = model_rot[f, 0, 0] * x0 + model_rot[f, 0, 1] * x1 + model_rot[f, 0, 2] * x2 + model_trans[f, 0] - pivot[0]
+            v1 = model_rot[f, 1, 0] * x0 + model_rot[f, 1, 1] * x1 + model_rot[f, 1, 2] * x2 + model_trans[f, 1] - pivot[1]
+            v2 = model_rot[f, 2, 0] * x0 + model_rot[f, 2, 1] * x1 + model_rot[f, 2, 2] * x2 + model_trans[f, 2] - pivot[2]
+            u = q[f, 0, 0] * v0 + q[f, 0, 1] * v1 + q[f, 0, 2] * v2 + pivot[0] + shifts[f, 0]
+            v = q[f, 1, 0] * v0 + q[f, 1, 1] * v1 + q[f, 1, 2] * v2 + pivot[1] + shifts[f, 1]
+            dx = u - centres[p, f, 0]
+            dy = v - centres[p, f, 1]
+            xi = dx + centre
+            yi = dy + centre
+            value = 0.0
+            g0 = 0.0
+            g1 = 0.0
+            if xi > 1.0 and xi < diam - 2.0 and yi > 1.0 and yi < diam - 2.0:
+                ix = int(math.floor(xi))
+                iy = int(math.floor(yi))
+                _catmull_rom(xi - ix, wx, dwx)
+                _catmull_rom(yi - iy, wy, dwy)
+                s = 0.0
+                sx = 0.0
+                sy = 0.0
+                for j in range(4):
+                    row = iy - 1 + j
+                    a = 0.0
+                    ad = 0.0
+                    for i in range(4):
+                        m = maps[p, f, row, ix - 1 + i]
+                        a += wx[i] * m
+                        ad += dwx[i] * m
+                    s += wy[j] * a
+                    sx += wy[j] * ad
+                    sy += dwy[j] * a
+                value = -s
+                g0 = -sx
+                g1 = -sy
+            if range_reg > 0.0:
+                norm = math.sqrt(dx * dx + dy * dy)
+                if norm > radius:
+                    excess = norm - radius
+                    value += range_reg * excess * excess
+                    g0 += 2.0 * range_reg * excess * dx / norm
+                    g1 += 2.0 * range_reg * excess * dy / norm
+            out_value[p, f] = value
+            out_gdelta[p, f, 0] = g0
+            out_gdelta[p, f, 1] = g1
+            for k in range(3):
+                a0 = dq[f, k, 0, 0] * v0 + dq[f, k, 0, 1] * v1 + dq[f, k, 0, 2] * v2
+                a1 = dq[f, k, 1, 0] * v0 + dq[f, k, 1, 1] * v1 + dq[f, k, 1, 2] * v2
+                out_gangle[p, f, k] = a0 * g0 + a1 * g1
+            # d(u, v)/dX = (Q·R0)[0:2, :]
+            for c in range(3):
+                m0 = q[f, 0, 0] * model_rot[f, 0, c] + q[f, 0, 1] * model_rot[f, 1, c] + q[f, 0, 2] * model_rot[f, 2, c]
+                m1 = q[f, 1, 0] * model_rot[f, 0, c] + q[f, 1, 1] * model_rot[f, 1, c] + q[f, 1, 2] * model_rot[f, 2, c]
+                gc = m0 * g0 + m1 * g1
+                if c == 0:
+                    go0 += gc
+                elif c == 1:
+                    go1 += gc
+                else:
+                    go2 += gc
+        out_goffset[p, 0] = go0
+        out_goffset[p, 1] = go1
+        out_goffset[p, 2] = go2

@@ -1,0 +1,126 @@
+"""Per-(particle, tilt) cross-correlation maps over small 2D displacements (relion_align.md §3.2–3.4).
+
+For particle ``p`` and tilt ``f``: the observation is the raw tilt-image window around the projected
+position ``q_pf`` (:func:`~..fourier.extract.align_observation_rfft_2d`); the prediction is the central
+slice of the particle's own half map (``rlnRandomSubset``) × CTF (depth-dependent defocus) × dose;
+``CC(k) = −W_f(k)·Obs(k)·conj(Pred(k))`` inside the tilt's frequency limits (the minus sign: particles are
+dark, the prediction is white). The unnormalised inverse FFT gives ``S(d) = Σ_k CC(k)·e^{+2πik·d/s}``,
+which peaks at the displacement ``d`` of the particle from ``q_pf``. Maps are cropped to
+``diam = 2r+6`` around ``d = 0`` (centre index ``r+3``) with a zeroed 3-px border.
+
+Deliberate deviations from RELION (docs/DEVIATIONS.md):
+* RELION's ``padCorner2D_half`` keeps only ``kx < (s/2+1)/2`` before the inverse FFT, silently dropping
+  half of the x frequencies (an anisotropic low-pass); we keep every coefficient.
+* For an invisible tilt RELION zeroes the map slice of the *table* index instead of the chronological
+  one, wiping a valid map; here invisible (particle, tilt) pairs are simply flagged and left at zero.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+
+from ..ctf import ctf_rfft_2d_batch, defocus_offsets_angst
+from ..fourier.extract import align_observation_rfft_2d
+from ..fourier.slices import extract_central_slices_rfft_3d
+from ..geometry import TiltSeriesGeometry, TiltSeriesOptics, project_points, visible_in_frames
+
+__all__ = ["CCMaps", "compute_cc_maps"]
+
+
+@dataclass(frozen=True, eq=False)
+class CCMaps:
+    """Cropped CC maps and what they were computed from.
+
+    Attributes
+    ----------
+    maps
+        float64 ``(n_particles, n_tilts, diam, diam)`` = (p, f, dy, dx), ``diam = 2r+6``; index ``r+3`` is d = 0.
+    radius_px
+        ``r``.
+    centres_px
+        float64 ``(n_particles, n_tilts, 2)``: the 2D positions ``p0`` the maps are centred on.
+    visible
+        bool ``(n_particles, n_tilts)``: False where the box leaves the image (map is zero).
+    tilt_sums
+        float64 ``(n_tilts, s, s)``: per tilt, the sum over visible particles of the *uncropped* CC
+        maps, d = 0 at index ``s//2`` (the global shift search uses it).
+    """
+
+    maps: np.ndarray
+    radius_px: int
+    centres_px: np.ndarray
+    visible: np.ndarray
+    tilt_sums: np.ndarray
+
+
+def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptics, positions_px,
+                    particle_matrices, half_index, reference_halves, frequency_weights, dose_weights,
+                    frequency_mask, radius_px: int, workers: int = 1, chunk: int = 16) -> CCMaps:
+    """Compute all CC maps once for the given geometry.
+
+    Parameters
+    ----------
+    stack
+        float32 ``(n_tilts, H, W)``.
+    positions_px
+        float64 ``(n_particles, 3)`` static positions (decentred px).
+    particle_matrices
+        float64 ``(n_particles, 3, 3)`` particle-box → tomogram rotations ``A_sub·A_part``.
+    half_index
+        int ``(n_particles,)`` in {0, 1} (``rlnRandomSubset − 1``).
+    reference_halves
+        complex64 ``(2, s, s, s//2+1)`` from :func:`.reference.prepare_reference`.
+    frequency_weights, dose_weights
+        float ``(n_tilts, s, s//2+1)``.
+    frequency_mask
+        bool ``(n_tilts, s, s//2+1)`` (RELION's xRanges).
+    radius_px
+        ``--r``; must be ≤ s/2 − 3 (checked by the caller).
+    chunk
+        Particles per batch (bounds the memory to ``chunk·n_tilts`` boxes).
+    """
+    s = reference_halves.shape[1]
+    n_p = positions_px.shape[0]
+    n_f = geometry.n_tilts
+    diam = 2 * radius_px + 6
+    proj = geometry.projection_matrices()
+    uv = project_points(proj, positions_px)
+    visible = visible_in_frames(uv, geometry.image_size_px, s / 2.0)
+    defocus = defocus_offsets_angst(geometry, positions_px)
+    rot = proj[:, :3, :3]
+    weight = (np.asarray(frequency_weights) * np.asarray(frequency_mask)).astype(np.float32)
+    dose = np.asarray(dose_weights, np.float32)
+    crop = (np.arange(diam) - (radius_px + 3)) % s
+    maps = np.zeros((n_p, n_f, diam, diam))
+    sums = np.zeros((n_f, s, s))
+    tilt_idx = np.arange(n_f)
+    for start in range(0, n_p, chunk):
+        sl = slice(start, min(start + chunk, n_p))
+        n_c = sl.stop - sl.start
+        vis = visible[sl]
+        obs = align_observation_rfft_2d(stack, uv[sl], s, visible=vis, workers=workers)
+        mats = np.einsum("fij,pjk->pfik", rot, particle_matrices[sl])
+        pred = np.empty((n_c, n_f, s, s // 2 + 1), np.complex64)
+        for h in (0, 1):
+            sel = np.nonzero(half_index[sl] == h)[0]
+            if sel.size:
+                pred[sel] = extract_central_slices_rfft_3d(
+                    reference_halves[h], mats[sel].reshape(-1, 3, 3)).reshape(sel.size, n_f, s, s // 2 + 1)
+        ctf = ctf_rfft_2d_batch(s, geometry.pixel_size_angst, optics,
+                                np.broadcast_to(tilt_idx, (n_c, n_f)), defocus[sl])
+        pred *= ctf
+        pred *= dose[None]
+        cc = obs * np.conj(pred)
+        cc *= -weight[None]
+        cc[..., 0, 0] = 0
+        cc[~vis] = 0
+        full = scipy.fft.irfft2(cc, s=(s, s), norm="forward", workers=workers)
+        maps[sl] = full[:, :, crop][:, :, :, crop]
+        sums += np.fft.fftshift(full.sum(0), axes=(-2, -1))
+    maps[:, :, :3, :] = 0
+    maps[:, :, -3:, :] = 0
+    maps[:, :, :, :3] = 0
+    maps[:, :, :, -3:] = 0
+    return CCMaps(maps=maps, radius_px=radius_px, centres_px=uv, visible=visible, tilt_sums=sums)

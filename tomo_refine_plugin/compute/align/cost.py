@@ -1,0 +1,127 @@
+"""The static alignment cost and its analytic gradient (relion_align.md §2.2, §3.5).
+
+Model per tilt ``f``: ``P_f = T(c)·Q_f·T(−c)·P0_f + [dx_f, dy_f, 0]`` with ``Q = Rz(ψ)·Ry(θ)·Rx(φ)`` acting on
+the camera frame ``(u, v, depth)`` and pivoting about the tomogram centre ``c`` (px) in that frame,
+angles in mrad, shifts in px. Particle ``p`` sits at ``X_p + δ_p`` (px).
+``E = Σ_pf −S_pf(Δ_pf) [+ λ·(|Δ|−r)² where |Δ| > r]``, ``Δ_pf = (P_f(X_p+δ_p))_{uv} − p0_pf``, with ``S`` the
+Catmull-Rom (a = −½) interpolation of the CC map; outside the map the data term is 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._kernels import cost_kernel
+from .layout import AlignLayout
+
+__all__ = ["ANGLE_SCALE", "tait_bryan", "apply_parameters", "AlignCost"]
+
+ANGLE_SCALE = 1e-3  # parameters are mrad
+
+
+def _rx(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]]), np.array([[0, 0, 0], [0, -s, -c], [0, c, -s]])
+
+
+def _ry(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]), np.array([[-s, 0, c], [0, 0, 0], [-c, 0, -s]])
+
+
+def _rz(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]), np.array([[-s, -c, 0], [c, -s, 0], [0, 0, 0]])
+
+
+def tait_bryan(angles_mrad) -> tuple[np.ndarray, np.ndarray]:
+    """``Q = Rz(ψ)Ry(θ)Rx(φ)`` and ``dQ/d(φ, θ, ψ)`` (per radian) for ``angles_mrad (n, 3)``.
+
+    Returns float64 ``(n, 3, 3)`` and ``(n, 3, 3, 3)`` (angle index second).
+    """
+    a = np.asarray(angles_mrad, np.float64).reshape(-1, 3) * ANGLE_SCALE
+    q = np.empty((a.shape[0], 3, 3))
+    dq = np.empty((a.shape[0], 3, 3, 3))
+    for f, (phi, theta, psi) in enumerate(a):
+        rx, drx = _rx(phi)
+        ry, dry = _ry(theta)
+        rz, drz = _rz(psi)
+        q[f] = rz @ ry @ rx
+        dq[f, 0] = rz @ ry @ drx
+        dq[f, 1] = rz @ dry @ rx
+        dq[f, 2] = drz @ ry @ rx
+    return q, dq
+
+
+def apply_parameters(projections, angles_mrad, shifts_px, pivot_px) -> np.ndarray:
+    """New projections ``T(c)·Q·T(−c)·P0 + [dx, dy, 0]``; float64 ``(n_tilts, 4, 4)``."""
+    p0 = np.asarray(projections, np.float64)
+    q, _ = tait_bryan(angles_mrad)
+    c = np.asarray(pivot_px, np.float64)
+    out = p0.copy()
+    out[:, :3, :3] = q @ p0[:, :3, :3]
+    out[:, :3, 3] = np.einsum("fij,fj->fi", q, p0[:, :3, 3] - c) + c
+    out[:, :2, 3] += np.asarray(shifts_px, np.float64)
+    return out
+
+
+class AlignCost:
+    """Callable ``x → (E, ∇E)`` for :func:`scipy.optimize.minimize` (``jac=True``).
+
+    Parameters
+    ----------
+    maps, centres_px, visible
+        From :class:`.ccmaps.CCMaps`.
+    projections
+        float64 ``(n_tilts, 4, 4)``: the projections the maps were computed with (``P0``).
+    positions_px
+        float64 ``(n_particles, 3)`` static positions the maps were computed with.
+    pivot_px
+        ``(3,)`` tomogram centre ``size/2``.
+    layout
+        :class:`.layout.AlignLayout`.
+    active
+        bool ``(n_tilts,)`` tilts in the cost (``--min_frame``/``--max_frame``).
+    """
+
+    def __init__(self, maps, centres_px, visible, projections, positions_px, pivot_px, layout: AlignLayout,
+                 radius_px: int, range_reg: float = 0.0, active=None):
+        self.maps = np.ascontiguousarray(maps, np.float64)
+        self.centres = np.ascontiguousarray(centres_px, np.float64)
+        self.visible = np.ascontiguousarray(visible, np.bool_)
+        p = np.asarray(projections, np.float64)
+        self.model_rot = np.ascontiguousarray(p[:, :3, :3])
+        self.model_trans = np.ascontiguousarray(p[:, :3, 3])
+        self.positions = np.ascontiguousarray(positions_px, np.float64)
+        self.pivot = np.ascontiguousarray(pivot_px, np.float64)
+        self.layout = layout
+        self.radius = float(radius_px)
+        self.range_reg = float(range_reg)
+        n_p, n_f = self.visible.shape
+        self.active = np.ones(n_f, np.bool_) if active is None else np.ascontiguousarray(active, np.bool_)
+        self._value = np.empty((n_p, n_f))
+        self._gdelta = np.empty((n_p, n_f, 2))
+        self._gangle = np.empty((n_p, n_f, 3))
+        self._goffset = np.empty((n_p, 3))
+        self.n_evaluations = 0
+
+    def terms(self, x) -> np.ndarray:
+        """Per-(particle, tilt) cost terms ``(n_particles, n_tilts)`` at ``x`` (a copy)."""
+        self._evaluate(x)
+        return self._value.copy()
+
+    def _evaluate(self, x):
+        angles, shifts, offsets = self.layout.unpack(x)
+        q, dq = tait_bryan(angles)
+        cost_kernel(self.maps, self.centres, self.positions, np.ascontiguousarray(offsets), self.model_rot,
+                    self.model_trans, q, dq, np.ascontiguousarray(shifts), self.pivot, self.active, self.visible,
+                    self.radius, self.range_reg, self._value, self._gdelta, self._gangle, self._goffset)
+        self.n_evaluations += 1
+
+    def __call__(self, x):
+        x = np.asarray(x, np.float64)
+        if not np.all(np.isfinite(x)):
+            return np.finfo(np.float64).max, np.zeros_like(x)
+        self._evaluate(x)
+        value = float(self._value.sum())
+        grad = self.layout.pack(self._gangle.sum(0) * ANGLE_SCALE, self._gdelta.sum(0), self._goffset)
+        return value, grad
