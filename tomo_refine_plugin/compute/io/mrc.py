@@ -1,0 +1,136 @@
+"""MRC volumes and image stacks through :mod:`mrcfile`.
+
+Arrays are numpy order: a volume is ``(z, y, x)``, a stack ``(n, y, x)``. Output is mode 2 (float32)
+or mode 12 (float16), written atomically with the voxel size in the header.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from ..errors import InputError
+from .atomic import atomic_path
+
+__all__ = ["read_mrc", "write_mrc", "read_mrc_header_shape", "read_mrc_voxel_size", "read_mrc_slices"]
+
+
+def _check_exists(path: Path) -> None:
+    if not path.is_file():
+        raise InputError("MRC file not found", path=path, fix="check the path (relative to the directory you run from)")
+
+
+def _open(path: Path, header_only: bool = False):
+    _check_exists(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return mrcfile.open(path, mode="r", permissive=True, header_only=header_only)
+    except Exception as exc:
+        raise InputError(f"cannot read MRC file: {exc}", path=path, fix="check that it is a complete MRC file") from exc
+
+
+def read_mrc(path) -> tuple[np.ndarray, float]:
+    """Read an MRC file.
+
+    Returns
+    -------
+    data
+        The array as stored (dtype of the file's mode), ``(z, y, x)`` for a volume or stack,
+        ``(y, x)`` for a single image.
+    voxel_size_angst
+        ``voxel_size.x`` from the header (Å).
+
+    Raises
+    ------
+    InputError
+        Missing, truncated or non-MRC file.
+    """
+    path = Path(path)
+    mrc = _open(path)
+    try:
+        if mrc.data is None:
+            raise InputError("MRC file has no readable data (truncated or not an MRC file)", path=path,
+                             fix="re-create the file")
+        data = np.array(mrc.data)
+        voxel = float(mrc.voxel_size.x)
+    finally:
+        mrc.close()
+    return data, voxel
+
+
+def read_mrc_slices(path, indices) -> np.ndarray:
+    """Read selected 0-based sections of a stack, memory-mapped; float32 ``(len(indices), y, x)``."""
+    path = Path(path)
+    _check_exists(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mrc = mrcfile.mmap(path, mode="r", permissive=True)
+    except Exception as exc:
+        raise InputError(f"cannot read MRC file: {exc}", path=path, fix="check that it is a complete MRC file") from exc
+    try:
+        if mrc.data is None:
+            raise InputError("MRC file has no readable data", path=path, fix="re-create the file")
+        data = mrc.data
+        if data.ndim == 2:
+            data = data[None]
+        n = data.shape[0]
+        idx = np.asarray(indices, dtype=np.int64)
+        bad = idx[(idx < 0) | (idx >= n)]
+        if bad.size:
+            raise InputError(
+                f"section {int(bad[0]) + 1} requested but the stack has {n} sections",
+                path=path,
+                fix="check the N@stack indices (1-based) against the stack",
+            )
+        return np.ascontiguousarray(data[idx], dtype=np.float32)
+    finally:
+        mrc.close()
+
+
+def read_mrc_header_shape(path) -> tuple[int, int, int]:
+    """``(nx, ny, nz)`` from the header, without reading the data."""
+    path = Path(path)
+    mrc = _open(path, header_only=True)
+    try:
+        h = mrc.header
+        return int(h.nx), int(h.ny), int(h.nz)
+    finally:
+        mrc.close()
+
+
+def read_mrc_voxel_size(path) -> float:
+    """Voxel size (Å) from the header, without reading the data."""
+    path = Path(path)
+    mrc = _open(path, header_only=True)
+    try:
+        return float(mrc.voxel_size.x)
+    finally:
+        mrc.close()
+
+
+def write_mrc(path, data, voxel_size_angst: float, float16: bool = False) -> None:
+    """Write an array atomically as mode 2 (float32) or, with ``float16``, mode 12.
+
+    Parameters
+    ----------
+    data
+        ``(z, y, x)`` volume/stack or ``(y, x)`` image; converted to float32/float16.
+    voxel_size_angst
+        Written to the header (all three axes).
+    """
+    arr = np.ascontiguousarray(data, dtype=np.float16 if float16 else np.float32)
+    with atomic_path(path) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(arr)
+            mrc.voxel_size = float(voxel_size_angst)
+            if arr.ndim == 3:
+                # Stacks of 2D images (.mrcs) are image stacks; everything else a volume, as RELION writes them.
+                if str(path).endswith(".mrcs"):
+                    mrc.set_image_stack()
+                else:
+                    mrc.set_volume()
+            mrc.update_header_stats()

@@ -1,0 +1,547 @@
+"""RELION tomogram sets: ``tomograms.star`` (``data_global``) and the per-tilt-series STAR files.
+
+Two layouts are read:
+
+* RELION 5 (two-level): ``data_global`` has ``rlnTomoTiltSeriesStarFile``; each names a STAR file whose
+  table ``data_<rlnTomoName>`` has one row per tilt image, in frame order.
+* RELION 4 (all-in-one): no ``rlnTomoTiltSeriesStarFile``; the per-tilt tables ``data_<rlnTomoName>``
+  follow ``data_global`` in the same file, the geometry is given as the rows of each tilt's 4×4
+  projection matrix (``rlnTomoProjX/Y/Z/W``, ``[a,b,c,d]``) and the images are the sections of the
+  stack ``rlnTomoTiltSeriesName``.
+
+Paths in the files are relative to the directory RELION ran in. They are resolved against the
+current working directory first and, failing that, against the directory of the STAR file that
+holds them, so a dataset can be read from anywhere.
+
+Tables are kept whole (every column, row order, exact values); the geometry and optics dataclasses
+are views computed on demand.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..conventions import projection_to_relion_angles
+from ..errors import InputError
+from ..geometry import TiltSeriesGeometry, TiltSeriesOptics
+from .mrc import read_mrc_header_shape, read_mrc_slices
+from .star import format_vector, parse_vector, read_star, require_columns, require_table, write_star
+
+__all__ = [
+    "TomogramSet",
+    "read_tomogram_set",
+    "write_tomogram_set",
+    "load_tilt_series",
+    "split_image_name",
+    "resolve_path",
+    "search_dirs",
+    "GEOMETRY_COLUMNS",
+    "PROJECTION_COLUMNS",
+]
+
+GEOMETRY_COLUMNS = ("rlnTomoXTilt", "rlnTomoYTilt", "rlnTomoZRot", "rlnTomoXShiftAngst", "rlnTomoYShiftAngst")
+PROJECTION_COLUMNS = ("rlnTomoProjX", "rlnTomoProjY", "rlnTomoProjZ", "rlnTomoProjW")
+_GLOBAL_REQUIRED = ("rlnTomoName",)
+_OPTICS_GLOBAL_REQUIRED = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
+_OPTICS_TILT_REQUIRED = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnMicrographPreExposure")
+
+
+def resolve_path(name, bases=()) -> Path | None:
+    """Find a file named in a STAR file: as given (absolute, or relative to the cwd), else under each of ``bases``.
+
+    Returns the first existing path, or None.
+    """
+    p = Path(str(name))
+    if p.is_absolute():
+        return p if p.exists() else None
+    if p.exists():
+        return p
+    for base in bases:
+        q = Path(base) / p
+        if q.exists():
+            return q
+    return None
+
+
+def search_dirs(star_path, levels: int = 4) -> tuple:
+    """Folders to resolve a STAR file's relative paths against, after the cwd: its own folder, then up to
+    ``levels`` of its ancestors (RELION writes paths relative to the project folder, which holds the job
+    folder the STAR file is in)."""
+    d = Path(star_path).absolute().parent
+    return (d,) + tuple(d.parents)[:levels]
+
+
+def split_image_name(name: str) -> tuple[int | None, str]:
+    """``'3@stack.mrcs'`` → ``(2, 'stack.mrcs')`` (0-based section); ``'img.mrc'`` → ``(None, 'img.mrc')``."""
+    s = str(name).strip()
+    if "@" in s:
+        head, tail = s.split("@", 1)
+        try:
+            k = int(head)
+        except ValueError as exc:
+            raise InputError(f"image name {s!r} has a non-integer section number", field="rlnMicrographName",
+                             fix="use N@stack.mrcs with N counted from 1") from exc
+        if k < 1:
+            raise InputError(f"image name {s!r}: section numbers start at 1", field="rlnMicrographName",
+                             fix="use N@stack.mrcs with N counted from 1")
+        return k - 1, tail
+    return None, s
+
+
+def _strip_stack_suffix(name: str) -> str:
+    # RELION 4 import writes stacks as 'TS_01.mrc:mrc'.
+    s = str(name)
+    for suffix in (":mrcs", ":mrc"):
+        if s.endswith(suffix):
+            return s[: -len(suffix)]
+    return s
+
+
+@dataclass
+class TomogramSet:
+    """A RELION tomogram set.
+
+    Attributes
+    ----------
+    global_table
+        ``data_global``, one row per tomogram, all columns and row order kept.
+    tilt_tables
+        ``rlnTomoName`` → per-tilt table (file order = frame index), all columns kept.
+    path
+        The ``tomograms.star`` it came from (None if built in memory).
+    source_dirs
+        ``rlnTomoName`` → directories (besides the cwd) against which its image paths resolve:
+        the per-tilt STAR's folder and the ``tomograms.star`` folder.
+    tilt_star_paths
+        ``rlnTomoName`` → the per-tilt STAR file read (for error messages).
+    """
+
+    global_table: pd.DataFrame
+    tilt_tables: dict
+    path: Path | None = None
+    source_dirs: dict = field(default_factory=dict, repr=False)
+    tilt_star_paths: dict = field(default_factory=dict, repr=False)
+    _image_size_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    _warned: set = field(default_factory=set, repr=False, compare=False)
+
+    # ------------------------------------------------------------------ lookup
+    def names(self) -> list[str]:
+        """``rlnTomoName`` of every tomogram, in table order."""
+        return [str(v) for v in self.global_table["rlnTomoName"]]
+
+    def _index(self, name) -> int:
+        names = self.names()
+        try:
+            return names.index(str(name))
+        except ValueError:
+            raise InputError(
+                f"tomogram {name!r} is not in the tomogram set (it has: {', '.join(names)})",
+                path=self.path,
+                field="rlnTomoName",
+                fix="use a tomogram set that contains every tomogram the particles refer to",
+            ) from None
+
+    def row(self, name) -> pd.Series:
+        """The ``data_global`` row of one tomogram."""
+        return self.global_table.iloc[self._index(name)]
+
+    def tilt_table(self, name) -> pd.DataFrame:
+        """The per-tilt table of one tomogram."""
+        self._index(name)
+        try:
+            return self.tilt_tables[str(name)]
+        except KeyError:
+            raise InputError(f"no per-tilt table for tomogram {name!r}", path=self.path, field=f"data_{name}") from None
+
+    def n_tilts(self, name) -> int:
+        return len(self.tilt_table(name))
+
+    def _where(self, name) -> Path | None:
+        return self.tilt_star_paths.get(str(name), self.path)
+
+    def _bases(self, name) -> tuple:
+        return tuple(self.source_dirs.get(str(name), ())) + (search_dirs(self.path) if self.path is not None else ())
+
+    def _global_value(self, name, column, default=None, required=True):
+        row = self.row(name)
+        if column not in row.index or pd.isna(row[column]):
+            if required and default is None:
+                raise InputError(
+                    f"required column {column} is missing for tomogram {name}",
+                    path=self.path,
+                    field=f"data_global/{column}",
+                    fix=f"add {column} to data_global",
+                )
+            return default
+        return row[column]
+
+    # ------------------------------------------------------------------ images
+    def image_files(self, name) -> list[tuple[Path, int]]:
+        """``(file, 0-based section)`` of every tilt image, in frame order, resolved on disk."""
+        table = self.tilt_table(name)
+        bases = self._bases(name)
+        out = []
+        if "rlnMicrographName" in table.columns:
+            for value in table["rlnMicrographName"]:
+                section, fname = split_image_name(value)
+                resolved = resolve_path(fname, bases)
+                if resolved is None:
+                    raise InputError(
+                        f"tilt image {value!r} not found (looked relative to the cwd and to "
+                        f"{', '.join(str(b) for b in bases) or 'nothing else'})",
+                        path=self._where(name),
+                        field=f"data_{name}/rlnMicrographName",
+                        fix="run from the RELION project directory or fix the path",
+                    )
+                out.append((resolved, 0 if section is None else section))
+            return out
+        stack = self._global_value(name, "rlnTomoTiltSeriesName", default="", required=False)
+        if not stack:
+            raise InputError(
+                f"tomogram {name} names no images: neither rlnMicrographName in its tilt table nor "
+                "rlnTomoTiltSeriesName in data_global",
+                path=self._where(name),
+                field=f"data_{name}/rlnMicrographName",
+                fix="add rlnMicrographName (N@stack.mrcs) to the per-tilt table",
+            )
+        resolved = resolve_path(_strip_stack_suffix(stack), bases)
+        if resolved is None:
+            raise InputError(f"tilt-series stack {stack!r} not found", path=self.path,
+                             field="data_global/rlnTomoTiltSeriesName", fix="fix the path")
+        return [(resolved, f) for f in range(len(table))]
+
+    def image_size_px(self, name) -> tuple[int, int]:
+        """``(W, H)`` of the tilt images, from the first image's MRC header."""
+        key = str(name)
+        if key not in self._image_size_cache:
+            fname, _ = self.image_files(name)[0]
+            nx, ny, _nz = read_mrc_header_shape(fname)
+            self._image_size_cache[key] = (nx, ny)
+        return self._image_size_cache[key]
+
+    def set_image_size_px(self, name, size) -> None:
+        """Record ``(W, H)`` for a set whose images are not on disk yet (simulation, tests)."""
+        self._image_size_cache[str(name)] = (int(size[0]), int(size[1]))
+
+    # ------------------------------------------------------------------ geometry / optics
+    def tomo_size_px(self, name) -> tuple[int, int, int]:
+        """``(w0, h0, d0)`` from ``rlnTomoSizeX/Y/Z``."""
+        size = []
+        for axis in "XYZ":
+            value = self._global_value(name, f"rlnTomoSize{axis}", default=None, required=True)
+            size.append(int(round(float(value))))
+        return tuple(size)
+
+    def has_projection_matrices(self, name) -> bool:
+        return all(c in self.tilt_table(name).columns for c in PROJECTION_COLUMNS)
+
+    def projection_matrices_from_table(self, name) -> np.ndarray:
+        """The legacy ``rlnTomoProjX/Y/Z/W`` rows as ``(n_tilts, 4, 4)`` float64."""
+        table = self.tilt_table(name)
+        require_columns(table, PROJECTION_COLUMNS, self._where(name), str(name))
+        proj = np.zeros((len(table), 4, 4))
+        for r, col in enumerate(PROJECTION_COLUMNS):
+            for f, cell in enumerate(table[col]):
+                v = parse_vector(cell)
+                if v.shape != (4,):
+                    raise InputError(f"row {f + 1}: {col} must have 4 entries, got {cell!r}", path=self._where(name),
+                                     field=f"data_{name}/{col}", fix="write it as [a,b,c,d]")
+                proj[f, r] = v
+        return proj
+
+    def geometry(self, name) -> TiltSeriesGeometry:
+        """The projection geometry of one tilt series.
+
+        When the legacy ``rlnTomoProjX/Y/Z/W`` columns are present they are used (as RELION does) and
+        converted to angles and shifts, with a warning.
+        """
+        name = str(name)
+        table = self.tilt_table(name)
+        pix = float(self._global_value(name, "rlnTomoTiltSeriesPixelSize"))
+        tomo_size = self.tomo_size_px(name)
+        image_size = self.image_size_px(name)
+        hand = float(self._global_value(name, "rlnTomoHand"))
+        slope = float(self._global_value(name, "rlnTomoDefocusSlope", default=1.0, required=False))
+        if self.has_projection_matrices(name):
+            # RELION 5 prefers the matrices when both are present; files we write carry both, consistent.
+            xt, yt, zr, sx, sy = projection_to_relion_angles(
+                self.projection_matrices_from_table(name), pix, tomo_size, image_size
+            )
+            shift = np.stack([sx, sy], -1)
+            has_angles = all(c in table.columns for c in GEOMETRY_COLUMNS[1:])
+            consistent = has_angles and np.allclose(
+                np.stack([table[c].to_numpy(float) if c in table.columns else np.zeros(len(table))
+                          for c in GEOMETRY_COLUMNS], -1),
+                np.stack([xt, yt, zr, sx, sy], -1),
+                atol=1e-4,
+                rtol=0,
+            )
+            if not consistent and ("proj", name) not in self._warned:
+                self._warned.add(("proj", name))
+                warnings.warn(
+                    f"{self._where(name)}: tomogram {name} has legacy rlnTomoProjX/Y/Z/W projection matrices"
+                    + (" that disagree with its angle columns" if has_angles else "")
+                    + "; using the matrices, converted to rlnTomoXTilt/YTilt/ZRot/XShiftAngst/YShiftAngst",
+                    stacklevel=2,
+                )
+        else:
+            require_columns(table, GEOMETRY_COLUMNS[1:], self._where(name), name)
+            n = len(table)
+            xt = table["rlnTomoXTilt"].to_numpy(float) if "rlnTomoXTilt" in table.columns else np.zeros(n)
+            yt = table["rlnTomoYTilt"].to_numpy(float)
+            zr = table["rlnTomoZRot"].to_numpy(float)
+            shift = table[["rlnTomoXShiftAngst", "rlnTomoYShiftAngst"]].to_numpy(float)
+        return TiltSeriesGeometry(
+            name=name,
+            tomo_size_px=tomo_size,
+            image_size_px=image_size,
+            pixel_size_angst=pix,
+            x_tilt_deg=xt,
+            y_tilt_deg=yt,
+            z_rot_deg=zr,
+            shift_angst=shift,
+            hand=hand,
+            defocus_slope=slope,
+        )
+
+    def optics(self, name) -> TiltSeriesOptics:
+        """Per-tilt CTF and dose parameters; optional columns take RELION's defaults."""
+        name = str(name)
+        table = self.tilt_table(name)
+        require_columns(self.global_table, _OPTICS_GLOBAL_REQUIRED, self.path, "global")
+        require_columns(table, _OPTICS_TILT_REQUIRED, self._where(name), name)
+        n = len(table)
+
+        def col(label, default):
+            return table[label].to_numpy(float) if label in table.columns else np.full(n, default)
+
+        q0 = float(self._global_value(name, "rlnAmplitudeContrast"))
+        if not 0.0 <= q0 < 1.0:
+            raise InputError(f"amplitude contrast {q0} is outside [0, 1)", path=self.path,
+                             field="data_global/rlnAmplitudeContrast", fix="give the fraction, e.g. 0.07")
+        return TiltSeriesOptics(
+            voltage_kv=float(self._global_value(name, "rlnVoltage")),
+            cs_mm=float(self._global_value(name, "rlnSphericalAberration")),
+            amplitude_contrast=q0,
+            defocus_u_angst=table["rlnDefocusU"].to_numpy(float),
+            defocus_v_angst=table["rlnDefocusV"].to_numpy(float),
+            defocus_angle_deg=table["rlnDefocusAngle"].to_numpy(float),
+            pre_exposure_e_per_angst2=table["rlnMicrographPreExposure"].to_numpy(float),
+            ctf_scale=col("rlnCtfScalefactor", 1.0),
+            ctf_bfactor_angst2=col("rlnCtfBfactor", 0.0),
+            phase_shift_deg=col("rlnPhaseShift", 0.0),
+            bfactor_per_dose_angst2=float(
+                self._global_value(name, "rlnCtfBfactorPerElectronDose", default=0.0, required=False)
+            ),
+        )
+
+    def pixel_size_angst(self, name) -> float:
+        return float(self._global_value(name, "rlnTomoTiltSeriesPixelSize"))
+
+    # ------------------------------------------------------------------ derived sets
+    def _copy(self, global_table, tilt_tables) -> "TomogramSet":
+        keep = set(tilt_tables)
+        return TomogramSet(
+            global_table=global_table,
+            tilt_tables=tilt_tables,
+            path=self.path,
+            source_dirs={k: v for k, v in self.source_dirs.items() if k in keep},
+            tilt_star_paths={k: v for k, v in self.tilt_star_paths.items() if k in keep},
+            _image_size_cache={k: v for k, v in self._image_size_cache.items() if k in keep},
+            _warned=set(self._warned),
+        )
+
+    def with_geometry(self, geometry: TiltSeriesGeometry) -> "TomogramSet":
+        """A new set in which ``geometry.name``'s five angle/shift columns hold ``geometry``'s values.
+
+        Columns absent before are added (after the last existing one); legacy ``rlnTomoProj*`` columns,
+        when present, are recomputed from the new geometry so that both agree.
+        """
+        name = str(geometry.name)
+        table = self.tilt_table(name).copy()
+        if len(table) != geometry.n_tilts:
+            raise ValueError(f"{name}: geometry has {geometry.n_tilts} tilts, the table {len(table)}")
+        values = {
+            "rlnTomoXTilt": geometry.x_tilt_deg,
+            "rlnTomoYTilt": geometry.y_tilt_deg,
+            "rlnTomoZRot": geometry.z_rot_deg,
+            "rlnTomoXShiftAngst": geometry.shift_angst[:, 0],
+            "rlnTomoYShiftAngst": geometry.shift_angst[:, 1],
+        }
+        for label, v in values.items():
+            table[label] = np.asarray(v, dtype=np.float64)
+        if all(c in table.columns for c in PROJECTION_COLUMNS):
+            _set_projection_columns(table, geometry.projection_matrices())
+        tilt_tables = dict(self.tilt_tables)
+        tilt_tables[name] = table
+        out = self._copy(self.global_table.copy(), tilt_tables)
+        out._image_size_cache.setdefault(name, tuple(geometry.image_size_px))
+        return out
+
+    def subset(self, names) -> "TomogramSet":
+        """A new set with only ``names`` (in the set's own order)."""
+        wanted = [str(n) for n in names]
+        for n in wanted:
+            self._index(n)
+        mask = self.global_table["rlnTomoName"].astype(str).isin(wanted).to_numpy()
+        g = self.global_table.loc[mask].reset_index(drop=True)
+        return self._copy(g, {k: v for k, v in self.tilt_tables.items() if k in wanted})
+
+
+def _set_projection_columns(table: pd.DataFrame, projections) -> None:
+    p = np.asarray(projections, float)
+    for r, col in enumerate(PROJECTION_COLUMNS):
+        table[col] = pd.Series([format_vector(p[f, r]) for f in range(p.shape[0])], index=table.index, dtype=str)
+
+
+# ---------------------------------------------------------------------- read
+def read_tomogram_set(path) -> TomogramSet:
+    """Read a RELION 5 two-level or RELION 4 all-in-one tomogram set.
+
+    Raises
+    ------
+    InputError
+        Missing file, missing ``data_global``, missing ``rlnTomoName``, a per-tilt STAR file or
+        table that cannot be found.
+    """
+    path = Path(path)
+    blocks = read_star(path)
+    global_table = require_table(blocks, "global", path)
+    require_columns(global_table, _GLOBAL_REQUIRED, path, "global")
+    names = [str(v) for v in global_table["rlnTomoName"]]
+    if len(set(names)) != len(names):
+        raise InputError("duplicate rlnTomoName in data_global", path=path, field="data_global/rlnTomoName",
+                         fix="give every tomogram a unique name")
+    tilt_tables, source_dirs, star_paths = {}, {}, {}
+    two_level = "rlnTomoTiltSeriesStarFile" in global_table.columns
+    if not two_level:
+        warnings.warn(
+            f"{path}: no rlnTomoTiltSeriesStarFile column; reading it as a RELION 4 all-in-one tomogram set",
+            stacklevel=2,
+        )
+    for i, name in enumerate(names):
+        if two_level:
+            rel = str(global_table["rlnTomoTiltSeriesStarFile"].iloc[i])
+            tilt_path = resolve_path(rel, search_dirs(path))
+            if tilt_path is None:
+                raise InputError(
+                    f"per-tilt STAR file {rel!r} of tomogram {name} not found (looked relative to the cwd "
+                    f"{Path.cwd()}, to {path.parent} and its parents)",
+                    path=path,
+                    field="data_global/rlnTomoTiltSeriesStarFile",
+                    fix="run from the RELION project directory or fix the path",
+                )
+            tblocks = read_star(tilt_path)
+            table = require_table(tblocks, name, tilt_path)
+            star_paths[name] = tilt_path
+            source_dirs[name] = search_dirs(tilt_path) + search_dirs(path)
+        else:
+            table = require_table(blocks, name, path)
+            star_paths[name] = path
+            source_dirs[name] = search_dirs(path)
+        tilt_tables[name] = table
+    return TomogramSet(global_table=global_table, tilt_tables=tilt_tables, path=path, source_dirs=source_dirs,
+                       tilt_star_paths=star_paths)
+
+
+# ---------------------------------------------------------------------- write
+def _relative_to_cwd(p: Path) -> str:
+    """How RELION would name ``p`` from the cwd: relative when under it, else absolute."""
+    p = Path(p)
+    if not p.is_absolute():
+        return str(p)
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
+def _rebased_image_name(value: str, bases) -> str:
+    """Rewrite an image path that only resolves against ``bases`` so that it resolves from the cwd."""
+    section, fname = split_image_name(value)
+    if Path(fname).is_absolute() or Path(fname).exists():
+        return value
+    found = resolve_path(fname, bases)
+    if found is None:
+        return value
+    new = _relative_to_cwd(found.resolve())
+    return new if section is None else f"{section + 1}@{new}"
+
+
+def write_tomogram_set(
+    tset: TomogramSet,
+    path,
+    tilt_series_dir: str = "tilt_series",
+    write_projection_matrices: bool = False,
+    rebase_image_paths: bool = True,
+) -> None:
+    """Write ``data_global`` to ``path`` and one ``<tilt_series_dir>/<name>.star`` per tilt series beside it.
+
+    ``rlnTomoTiltSeriesStarFile`` is written relative to the cwd, as RELION does. With
+    ``rebase_image_paths``, an ``rlnMicrographName`` that does not resolve from the cwd but did resolve
+    from the set's source folders is rewritten so that it resolves from the cwd; every other value is
+    written unchanged. With ``write_projection_matrices`` the legacy ``rlnTomoProjX/Y/Z/W`` columns are
+    added (computed from :meth:`TomogramSet.geometry`). Each file is written atomically, the global
+    table last.
+    """
+    path = Path(path)
+    out_dir = path.parent
+    global_table = tset.global_table.copy()
+    star_values = []
+    tables = {}
+    for name in tset.names():
+        table = tset.tilt_table(name).copy()
+        bases = tset._bases(name)
+        if rebase_image_paths and "rlnMicrographName" in table.columns:
+            table["rlnMicrographName"] = pd.Series(
+                [_rebased_image_name(v, bases) for v in table["rlnMicrographName"]], index=table.index, dtype=str
+            )
+        if rebase_image_paths and "rlnTomoTiltSeriesName" in global_table.columns:
+            idx = tset._index(name)
+            value = str(global_table["rlnTomoTiltSeriesName"].iloc[idx])
+            stripped = _strip_stack_suffix(value)
+            new = _rebased_image_name(stripped, bases)
+            if new != stripped:
+                global_table.loc[global_table.index[idx], "rlnTomoTiltSeriesName"] = new + value[len(stripped):]
+        if write_projection_matrices:
+            geometry = tset.geometry(name)
+            _set_projection_columns(table, geometry.projection_matrices())
+        tilt_path = out_dir / tilt_series_dir / f"{name}.star"
+        tables[name] = (tilt_path, table)
+        star_values.append(_relative_to_cwd(tilt_path))
+    global_table["rlnTomoTiltSeriesStarFile"] = pd.Series(star_values, index=global_table.index, dtype=str)
+    for name, (tilt_path, table) in tables.items():
+        write_star({name: table}, tilt_path)
+    write_star({"global": global_table}, path)
+
+
+# ---------------------------------------------------------------------- images
+def load_tilt_series(tset: TomogramSet, name) -> np.ndarray:
+    """Read the tilt images of one tomogram.
+
+    Returns
+    -------
+    stack
+        float32 ``(n_tilts, H, W)``, tilt-table (frame) order.
+    """
+    files = tset.image_files(name)
+    groups: dict = {}
+    for f, (fname, section) in enumerate(files):
+        groups.setdefault(fname, []).append((f, section))
+    images = [None] * len(files)
+    for fname, entries in groups.items():
+        sections = read_mrc_slices(fname, [s for _, s in entries])
+        for (f, _), img in zip(entries, sections):
+            images[f] = img
+    shapes = {img.shape for img in images}
+    if len(shapes) != 1:
+        raise InputError(f"tilt images of {name} differ in size: {sorted(shapes)}", path=tset._where(name),
+                         field=f"data_{name}/rlnMicrographName", fix="all tilt images must have the same size")
+    stack = np.stack(images).astype(np.float32, copy=False)
+    tset._image_size_cache.setdefault(str(name), (stack.shape[2], stack.shape[1]))
+    return stack
