@@ -13,25 +13,21 @@ dose, extraction) and require, per image:
 Sensitivity: flipping ``rlnTomoHand`` (wrong sign of the depth-dependent defocus) drops the min NCC
 to 0.995 and raises the error to 0.39·RMS; leaving out the dose weights gives NCC 0.82.
 
-The STAR files are read with ``starfile`` directly so that this test checks the physics and the
-geometry only, not the I/O layer.
+Inputs come through the engine's I/O layer (``read_tomogram_set``, ``read_particle_set``,
+``load_tilt_series``), as subtomo reads them.
 """
 from __future__ import annotations
 
 import numpy as np
 import mrcfile
 import pytest
-import starfile
 
 from tomo_refine_plugin.compute.ctf import ctf_rfft_2d_batch, defocus_offsets_angst
 from tomo_refine_plugin.compute.dose import dose_weights_rfft_2d
 from tomo_refine_plugin.compute.fourier.extract import extract_ctf_premultiplied_rfft_2d, stack2d_images
-from tomo_refine_plugin.compute.geometry import (
-    TiltSeriesGeometry,
-    TiltSeriesOptics,
-    particle_positions_px,
-    project_points,
-)
+from tomo_refine_plugin.compute.geometry import particle_positions_px, project_points
+from tomo_refine_plugin.compute.io.particles import read_particle_set
+from tomo_refine_plugin.compute.io.tomograms import load_tilt_series, read_tomogram_set
 
 BOX = 48
 NCC_MIN = 0.999
@@ -45,51 +41,34 @@ def _visible_frames(text: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def dataset(golden_dir):
     root = golden_dir / "subtomo"
-    tomo = starfile.read(root / "tomograms.star", always_dict=True)["global"].iloc[0]
-    tilts = starfile.read(root / tomo["rlnTomoTiltSeriesStarFile"], always_dict=True)[tomo["rlnTomoName"]]
-    stack = mrcfile.read(root / "tilt_series" / "TS_01.mrcs").astype(np.float32)
-    n_tilts, h, w = stack.shape
-    assert len(tilts) == n_tilts
-    pix = float(tomo["rlnTomoTiltSeriesPixelSize"])
-    geometry = TiltSeriesGeometry(
-        name=tomo["rlnTomoName"],
-        tomo_size_px=(tomo["rlnTomoSizeX"], tomo["rlnTomoSizeY"], tomo["rlnTomoSizeZ"]),
-        image_size_px=(w, h),
-        pixel_size_angst=pix,
-        x_tilt_deg=tilts["rlnTomoXTilt"],
-        y_tilt_deg=tilts["rlnTomoYTilt"],
-        z_rot_deg=tilts["rlnTomoZRot"],
-        shift_angst=tilts[["rlnTomoXShiftAngst", "rlnTomoYShiftAngst"]].to_numpy(),
-        hand=float(tomo["rlnTomoHand"]),
+    tset = read_tomogram_set(root / "tomograms.star")
+    (name,) = tset.names()
+    geometry = tset.geometry(name)
+    optics = tset.optics(name)
+    stack = load_tilt_series(tset, name)
+    n_tilts = stack.shape[0]
+    assert geometry.n_tilts == optics.n_tilts == n_tilts
+    pix = geometry.pixel_size_angst
+    pset = read_particle_set(root / "particles.star")
+    rows = pset.for_tomogram(name)
+    centred = pset.centred_angst(rows, geometry.tomo_size_px, pix)
+    positions = particle_positions_px(
+        centred, pix, geometry.tomo_size_px, pset.origins_angst(rows), pset.subtomo_matrices(rows)
     )
-    optics = TiltSeriesOptics(
-        voltage_kv=float(tomo["rlnVoltage"]),
-        cs_mm=float(tomo["rlnSphericalAberration"]),
-        amplitude_contrast=float(tomo["rlnAmplitudeContrast"]),
-        defocus_u_angst=tilts["rlnDefocusU"],
-        defocus_v_angst=tilts["rlnDefocusV"],
-        defocus_angle_deg=tilts["rlnDefocusAngle"],
-        pre_exposure_e_per_angst2=tilts["rlnMicrographPreExposure"],
-        ctf_scale=tilts["rlnCtfScalefactor"],
-    )
-    particles = starfile.read(root / "particles.star", always_dict=True)["particles"]
-    centred = particles[[f"rlnCenteredCoordinate{a}Angst" for a in "XYZ"]].to_numpy()
-    origins = particles[[f"rlnOrigin{a}Angst" for a in "XYZ"]].to_numpy()
-    positions = particle_positions_px(centred, pix, geometry.tomo_size_px, origins)
     uv = project_points(geometry.projection_matrices(), positions)
     dz = defocus_offsets_angst(geometry, positions)
     n = len(positions)
     ctf = ctf_rfft_2d_batch(BOX, pix, optics, np.broadcast_to(np.arange(n_tilts), (n, n_tilts)), dz)
-    dose = dose_weights_rfft_2d(BOX, pix, optics.pre_exposure_e_per_angst2)
+    dose = dose_weights_rfft_2d(BOX, pix, optics.pre_exposure_e_per_angst2, optics.bfactor_per_dose_angst2)
     spectra = extract_ctf_premultiplied_rfft_2d(stack, uv, BOX, ctf * dose[None], workers=2)
-    return root, particles["rlnTomoParticleName"].tolist(), spectra
+    return root, pset.particle_names(rows), spectra
 
 
 @pytest.mark.parametrize("run, crop, circle", [("subtomo2d_nocrop", 48, False), ("subtomo2d", 32, True)])
 def test_stack2d_matches_relion(dataset, run, crop, circle):
     root, names, spectra = dataset
     out = root / "relion" / run
-    table = starfile.read(out / "particles.star", always_dict=True)["particles"]
+    table = read_particle_set(out / "particles.star").particles
     images = stack2d_images(spectra, crop, circle_crop=circle, workers=2)
     assert images.shape == (len(names), spectra.shape[1], crop, crop)
     nccs, errors, n_expected = [], [], 0
