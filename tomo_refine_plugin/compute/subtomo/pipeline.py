@@ -17,10 +17,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
 from ..ctf import ctf_rfft_2d_batch
 from ..dose import dose_weights_rfft_2d
+from ..fourier.extract import (
+    centred_irfft_2d,
+    centred_rfft_2d,
+    circle_crop_radius_px,
+    crop_circle,
+    extract_windows,
+    windows_to_centred_rfft,
+)
 from ..fourier.insert import (
     dose_x_ranges,
     half_grid_to_real_centred,
@@ -32,9 +39,6 @@ from ..zernike import zernike_odd_phase_rfft_2d
 
 __all__ = [
     "ExtractionSpec",
-    "c_round",
-    "checkerboard_2d",
-    "crop_circle_mask",
     "tilt_spectra",
     "weight_spectra",
     "insert_3d",
@@ -101,48 +105,6 @@ class ExtractionSpec:
         return self.binning * self.box_3d / 2.0
 
 
-def c_round(x) -> np.ndarray:
-    """C ``round``: half away from zero (not numpy's half-to-even). int64, same shape."""
-    x = np.asarray(x, dtype=np.float64)
-    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64)
-
-
-def checkerboard_2d(box: int) -> np.ndarray:
-    """``(−1)^(kx+ky)`` on the half grid, float32 ``(box, box//2+1)``: for an even box, multiplying a
-    spectrum by it is the Fourier form of ``fftshift``/``ifftshift`` in real space."""
-    y = np.arange(box)[:, None]
-    x = np.arange(box // 2 + 1)[None, :]
-    return (1 - 2 * ((x + y) % 2)).astype(np.float32)
-
-
-def crop_circle_mask(box: int, boundary: int, falloff: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
-    """RELION ``cropCircle`` mask and its outside region for a centred ``box`` image.
-
-    ``R = box//2 − boundary``, ``r`` measured from ``(box//2, box//2)``; mask ``1`` for ``r < R − falloff``,
-    ``0.5 − 0.5·cos(π(R − r)/falloff)`` for ``R − falloff ≤ r < R``, else 0. ``outside`` is ``r > R``: its
-    mean is subtracted before masking.
-
-    Returns
-    -------
-    mask
-        float32 ``(box, box)``.
-    outside
-        bool ``(box, box)``.
-    """
-    c = box // 2
-    radius = c - boundary
-    yy, xx = np.mgrid[0:box, 0:box]
-    r = np.hypot(xx - c, yy - c)
-    mask = np.where(r < radius - falloff, 1.0, np.where(r < radius, 0.5 - 0.5 * np.cos(np.pi * (radius - r) / falloff), 0.0))
-    return mask.astype(np.float32), r > radius
-
-
-def _apply_crop_circle(images, mask, outside):
-    """``images ← mask·(images − mean(images[outside]))`` over the last two axes, in place-safe."""
-    mu = images[..., outside].mean(axis=-1)
-    return (images - mu[..., None, None]) * mask
-
-
 def tilt_spectra(stack, uv, visible, spec: ExtractionSpec, workers: int = 1) -> np.ndarray:
     """Centred, binned, sub-pixel-centred spectra of the windows around each projected position.
 
@@ -163,42 +125,13 @@ def tilt_spectra(stack, uv, visible, spec: ExtractionSpec, workers: int = 1) -> 
         complex64 ``(n, F, s2, s2//2+1)``: the unitary FFT of the mean-preserving binned window, with the
         particle centre at the phase origin.
     """
-    n, n_frames, _ = uv.shape
     s02 = spec.window_px
-    _, h, w = stack.shape
-    origin = c_round(uv) - s02 // 2  # (n, F, 2) window corner
-    ar = np.arange(s02)
-    ix = np.clip(origin[..., 0, None] + ar, 0, w - 1)  # (n, F, s02)
-    iy = np.clip(origin[..., 1, None] + ar, 0, h - 1)
-    frames = np.arange(n_frames)[None, :, None, None]
-    win = stack[frames, iy[..., :, None], ix[..., None, :]]  # (n, F, s02, s02)
-    win[~visible] = 0.0
+    if int(s02 / spec.binning + 0.5) != spec.box_2d:
+        raise ValueError(f"--bin {spec.binning} with --b {spec.box_2d} does not give a {spec.box_2d}-px binned window")
+    windows, origins = extract_windows(stack, uv, s02, visible)
     if spec.circle_precrop:
-        mask, outside = crop_circle_mask(s02, 0)
-        win = _apply_crop_circle(win, mask, outside)
-    if s02 % 2 == 0:
-        f = scipy.fft.rfft2(win, norm="ortho", workers=workers) * checkerboard_2d(s02)
-    else:
-        f = scipy.fft.rfft2(np.fft.ifftshift(win, axes=(-2, -1)), norm="ortho", workers=workers)
-    del win
-    if spec.binning != 1.0:
-        w1 = int(s02 / spec.binning + 0.5)
-        if w1 != spec.box_2d:
-            raise ValueError(f"--bin {spec.binning} with --b {spec.box_2d} gives a {w1}-px binned window")
-        rows = np.arange(w1)
-        src = np.where(rows < w1 / 2, rows, rows - w1 + s02)
-        f = f[:, :, src, : w1 // 2 + 1] / np.float32(spec.binning)
-    f = np.ascontiguousarray(f, dtype=np.complex64)
-    s2 = spec.box_2d
-    shift = (uv - origin) / spec.binning - (s2 // 2)  # particle offset from the phase origin, binned px
-    ky = np.where(np.arange(s2) < s2 / 2, np.arange(s2), np.arange(s2) - s2).astype(np.float64)
-    kx = np.arange(s2 // 2 + 1, dtype=np.float64)
-    wbox = 2 * (s2 // 2)
-    ph_x = np.exp(2j * np.pi * kx[None, None, :] * shift[..., 0, None] / wbox).astype(np.complex64)  # (n,F,sh)
-    ph_y = np.exp(2j * np.pi * ky[None, None, :] * shift[..., 1, None] / wbox).astype(np.complex64)  # (n,F,s2)
-    f *= ph_y[..., :, None]
-    f *= ph_x[..., None, :]
-    return f
+        windows = crop_circle(windows, s02 // 2)
+    return windows_to_centred_rfft(windows, uv, origins, spec.binning, workers)
 
 
 def weight_spectra(
@@ -253,16 +186,12 @@ def weight_spectra(
         x /= np.float32(spec.binning)
     if not (spec.circle_crop or stack2d):
         return x, weights
-    cb = checkerboard_2d(s2)
-    img = scipy.fft.irfft2(x * cb, s=(s2, s2), norm="ortho", workers=workers).astype(np.float32)
+    img = centred_irfft_2d(x, workers)
     if spec.circle_crop:
-        boundary = (s2 - spec.box_3d) // 2
-        mask, outside = crop_circle_mask(s2, boundary)
-        img = _apply_crop_circle(img, mask, outside)
+        img = crop_circle(img, circle_crop_radius_px(s2, spec.box_3d))
     if stack2d:
         return img, None
-    x = (scipy.fft.rfft2(img, norm="ortho", workers=workers) * cb).astype(np.complex64)
-    return x, weights
+    return centred_rfft_2d(img, workers), weights
 
 
 def insert_3d(data2d, weights2d, frame_rotations, box_matrices, visible, dose, spec: ExtractionSpec):
