@@ -144,3 +144,23 @@ def test_failed_mrc_write_leaves_nothing(tmp_path):
     with pytest.raises(Exception):
         write_mrc(tmp_path / "x.mrc", np.ones((2, 2, 2)), voxel_size_angst="not a number")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_positional_trajectories_refuse_name_lookup(tmp_path):
+    blocks = {"general": {"rlnParticleNumber": 1},
+              "0": pd.DataFrame({"rlnOriginXAngst": [1.0], "rlnOriginYAngst": [0.0], "rlnOriginZAngst": [0.0]})}
+    write_star(blocks, tmp_path / "m.star")
+    with pytest.warns(UserWarning):
+        tr = read_trajectories(tmp_path / "m.star")
+    with pytest.raises(InputError, match="particle_names"):
+        tr.for_particles(["T/1"], 1)
+
+
+def test_booleans_and_array_cells_written_relion_style(tmp_path):
+    df = pd.DataFrame({"rlnTomoName": ["a", "b"], "flag": [True, False]})
+    df["rlnTomoVisibleFrames"] = pd.Series([np.array([1, 0, 1]), np.array([0, 1, 1])], dtype=object)
+    write_star({"particles": df, "general": {"rlnTomoSubTomosAre2DStacks": True}}, tmp_path / "x.star")
+    back = read_star(tmp_path / "x.star")
+    assert list(back["particles"]["flag"]) == [1, 0]
+    assert list(back["particles"]["rlnTomoVisibleFrames"]) == ["[1,0,1]", "[0,1,1]"]
+    assert back["general"]["rlnTomoSubTomosAre2DStacks"] == 1

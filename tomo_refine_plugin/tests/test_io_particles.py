@@ -163,3 +163,21 @@ def test_subtomogram_orientations_compose(tmp_path):
     r = df.iloc[0]
     a_part = euler_zyz_to_matrix(r["rlnAngleRot"], r["rlnAngleTilt"], r["rlnAnglePsi"])
     assert np.allclose(p.particle_matrices()[0], a_sub @ a_part)
+
+
+def test_zernike_vectors(tmp_path):
+    blocks = read_star(GOLDEN / "align" / "particles.star")
+    blocks["optics"]["rlnEvenZernike"] = pd.Series(["[0.1,-0.2,0.0,0.0,0.3,0.0]"], dtype=str)
+    write_star(blocks, tmp_path / "p.star")
+    p = read_particle_set(tmp_path / "p.star")
+    even, odd = p.zernike(1)
+    assert np.array_equal(even, [0.1, -0.2, 0.0, 0.0, 0.3, 0.0]) and odd.shape == (0,)
+
+
+def test_empty_particle_table_reads(tmp_path):
+    blocks = read_star(GOLDEN / "align" / "particles.star")
+    blocks["particles"] = blocks["particles"].iloc[:0]
+    write_star(blocks, tmp_path / "p.star")
+    p = read_particle_set(tmp_path / "p.star")
+    assert len(p.particles) == 0 and p.tomo_names() == []
+    assert p.centred_angst(None, (320, 320, 128), 6.0).shape == (0, 3)

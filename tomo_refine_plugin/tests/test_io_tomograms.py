@@ -309,3 +309,42 @@ def test_subset_and_unknown_tomogram(tmp_path):
     assert t.subset(["TS_A"]).names() == ["TS_A"]
     with pytest.raises(InputError, match="TS_Z"):
         t.row("TS_Z")
+
+
+def test_deformation_and_fractional_dose():
+    t = read_tomogram_set(GOLDEN / "subtomo_motion_deform" / "truth" / "tomograms.star")
+    d = t.deformation("TS_01")
+    assert d["type"] == "spline" and d["grid_size"] == (3, 3)
+    assert d["coefficients"].shape == (31, 72) and d["coefficients"][0, 0] == 1.34429267496
+    # Dose-symmetric, 3 e/Å² per tilt: the first two chronological tilts differ by 3.
+    assert t.fractional_dose_e_per_angst2("TS_01") == 3.0
+    assert read_tomogram_set(GOLDEN / "align" / "tomograms.star").deformation("TS_01") is None
+
+
+def test_legacy_matrices_dropped_on_write_like_relion(tmp_path, monkeypatch):
+    p = np.eye(4)[None].repeat(2, 0)
+    p[:, 0, 3] = 3.0
+    with pytest.warns(UserWarning):
+        t = read_tomogram_set(legacy_set(tmp_path, p))
+    monkeypatch.chdir(tmp_path)
+    write_tomogram_set(t, "r5/tomograms.star")
+    tilt = read_star(tmp_path / "r5" / "tilt_series" / "TS_L.star")["TS_L"]
+    assert "rlnTomoProjX" not in tilt.columns
+    assert np.allclose(tilt["rlnTomoXShiftAngst"].to_numpy(), 6.0, atol=1e-12)
+    g = read_star(tmp_path / "r5" / "tomograms.star")["global"]
+    assert g["rlnTomoTiltSeriesName"].iloc[0] == "stack.mrc:mrc"
+    assert load_tilt_series(read_tomogram_set("r5/tomograms.star"), "TS_L").shape == (2, 32, 40)
+
+
+def test_write_relative_to_dataset_folder(tmp_path, monkeypatch):
+    small_tomogram_set(tmp_path / "proj")
+    monkeypatch.chdir(tmp_path)
+    t = read_tomogram_set("proj/tomograms.star")
+    write_tomogram_set(t, tmp_path / "ds" / "tomograms.star", relative_to=tmp_path / "ds")
+    g = read_star(tmp_path / "ds" / "tomograms.star")["global"]
+    assert g["rlnTomoTiltSeriesStarFile"].iloc[0] == "tilt_series/TS_A.star"
+    tilt = read_star(tmp_path / "ds" / "tilt_series" / "TS_A.star")["TS_A"]
+    # The images lie outside the folder the paths are relative to: written absolute, as RELION does.
+    assert tilt["rlnMicrographName"].iloc[0] == f"1@{(tmp_path / 'proj' / 'ts' / 'TS_A.mrcs').resolve()}"
+    monkeypatch.chdir(tmp_path / "ds")
+    assert load_tilt_series(read_tomogram_set("tomograms.star"), "TS_A")[2, 0, 0] == 3.0

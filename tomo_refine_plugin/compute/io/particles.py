@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..conventions import euler_zyz_to_matrix, tomogram_centre_px
 from ..errors import InputError
-from .star import read_star, require_columns, require_table, write_star
+from .star import parse_vector, read_star, require_columns, require_table, write_star
 
 __all__ = [
     "ParticleSet",
@@ -114,6 +114,15 @@ class ParticleSet:
                 fix="add the tilt-series pixel size (Å) to every optics group",
             )
         return float(row["rlnTomoTiltSeriesPixelSize"])
+
+    def zernike(self, optics_group=1) -> tuple[np.ndarray, np.ndarray]:
+        """``(even, odd)`` aberration coefficients of one optics group (``rlnEvenZernike``/``rlnOddZernike``),
+        float64, length 0 when absent."""
+        row = self.optics_row(optics_group)
+        out = []
+        for label in ("rlnEvenZernike", "rlnOddZernike"):
+            out.append(parse_vector(row[label]) if label in row.index else np.zeros(0))
+        return out[0], out[1]
 
     def optics_groups(self, rows=None) -> np.ndarray:
         """``rlnOpticsGroup`` of the rows, int ``(n,)`` (1 when the column is absent)."""

@@ -126,6 +126,23 @@ def _float_repr(x) -> str:
     return repr(float(x))
 
 
+def _cells_for_writing(df: pd.DataFrame) -> pd.DataFrame:
+    """RELION spellings: booleans as 0/1, array-valued cells as ``[a,b,c]`` vectors."""
+    out = None
+    for col in df.columns:
+        series = df[col]
+        if series.dtype == bool:
+            out = df.copy() if out is None else out
+            out[col] = series.astype(np.int64)
+        elif series.dtype == object and len(series) and any(
+            isinstance(v, (list, tuple, np.ndarray)) for v in series
+        ):
+            out = df.copy() if out is None else out
+            out[col] = pd.Series([format_vector(v) if isinstance(v, (list, tuple, np.ndarray)) else v
+                                  for v in series], index=series.index, dtype=str)
+    return df if out is None else out
+
+
 def star_to_text(blocks: dict) -> str:
     """Text of a STAR file holding ``blocks`` (see :func:`write_star`)."""
     lines = [""]
@@ -136,12 +153,16 @@ def star_to_text(blocks: dict) -> str:
             df = block.reset_index(drop=True)
             if df.columns.duplicated().any():
                 raise ValueError(f"table data_{name} has duplicate columns")
-            body = list(loop_block(name, df, float_format=None, separator=" ", na_rep="<NA>"))
+            body = list(loop_block(name, _cells_for_writing(df), float_format=None, separator=" ", na_rep="<NA>"))
         elif isinstance(block, dict):
             items = {}
             for k, v in block.items():
-                if isinstance(v, (float, np.floating)):
+                if isinstance(v, (bool, np.bool_)):
+                    v = int(v)
+                elif isinstance(v, (float, np.floating)):
                     v = _float_repr(v)
+                elif isinstance(v, (list, tuple, np.ndarray)):
+                    v = format_vector(v)
                 elif isinstance(v, (np.integer,)):
                     v = int(v)
                 items[k] = v

@@ -343,6 +343,52 @@ class TomogramSet:
     def pixel_size_angst(self, name) -> float:
         return float(self._global_value(name, "rlnTomoTiltSeriesPixelSize"))
 
+    def fractional_dose_e_per_angst2(self, name) -> float:
+        """Dose per tilt (e/Å²): ``rlnTomoImportFractionalDose``, else the pre-exposure step between the
+        first two tilts in chronological order (RELION's ``fractionalDose``)."""
+        value = self._global_value(name, "rlnTomoImportFractionalDose", default=None, required=False)
+        if value is not None:
+            return float(value)
+        pre = self.optics(name).pre_exposure_e_per_angst2
+        if pre.shape[0] < 2:
+            return 0.0
+        seq = np.argsort(pre, kind="stable")
+        return float(pre[seq[1]] - pre[seq[0]])
+
+    def deformation(self, name):
+        """Existing 2D deformation of one tilt series, or None.
+
+        Returns
+        -------
+        None, or dict with
+            ``type``: ``'spline'``, ``'Fourier'`` or ``'linear'`` (``rlnTomoDeformationType``, default spline);
+            ``grid_size``: ``(gw, gh)`` (``rlnTomoDeformationGridSizeX/Y``);
+            ``coefficients``: float64 ``(n_tilts, n_coefficients)`` from ``rlnTomoDeformationCoefficients``.
+        """
+        table = self.tilt_table(name)
+        if "rlnTomoDeformationCoefficients" not in table.columns:
+            return None
+        gw = self._global_value(name, "rlnTomoDeformationGridSizeX", default=None, required=False)
+        gh = self._global_value(name, "rlnTomoDeformationGridSizeY", default=None, required=False)
+        if gw is None or gh is None:
+            raise InputError(
+                f"tomogram {name} has rlnTomoDeformationCoefficients but no deformation grid size",
+                path=self.path,
+                field="data_global/rlnTomoDeformationGridSizeX",
+                fix="add rlnTomoDeformationGridSizeX/Y (and rlnTomoDeformationType) to data_global",
+            )
+        kind = str(self._global_value(name, "rlnTomoDeformationType", default="spline", required=False))
+        rows = [parse_vector(v) for v in table["rlnTomoDeformationCoefficients"]]
+        lengths = {r.shape[0] for r in rows}
+        if len(lengths) != 1:
+            raise InputError(
+                f"rlnTomoDeformationCoefficients of {name} have different lengths {sorted(lengths)}",
+                path=self._where(name),
+                field=f"data_{name}/rlnTomoDeformationCoefficients",
+                fix="every tilt needs the same number of coefficients",
+            )
+        return {"type": kind, "grid_size": (int(gw), int(gh)), "coefficients": np.stack(rows).astype(np.float64)}
+
     # ------------------------------------------------------------------ derived sets
     def _copy(self, global_table, tilt_tables) -> "TomogramSet":
         keep = set(tilt_tables)
@@ -450,26 +496,29 @@ def read_tomogram_set(path) -> TomogramSet:
 
 
 # ---------------------------------------------------------------------- write
-def _relative_to_cwd(p: Path) -> str:
-    """How RELION would name ``p`` from the cwd: relative when under it, else absolute."""
+def _relative_to(p: Path, root: Path | None) -> str:
+    """How RELION would name ``p`` from ``root`` (default the cwd): relative when under it, else absolute."""
     p = Path(p)
-    if not p.is_absolute():
-        return str(p)
+    if root is None:
+        if not p.is_absolute():
+            return str(p)
+        root = Path.cwd()
     try:
-        return str(p.relative_to(Path.cwd()))
+        return str(p.absolute().relative_to(Path(root).absolute()))
     except ValueError:
-        return str(p)
+        return str(p.absolute())
 
 
-def _rebased_image_name(value: str, bases) -> str:
-    """Rewrite an image path that only resolves against ``bases`` so that it resolves from the cwd."""
+def _rebased_image_name(value: str, bases, root: Path | None) -> str:
+    """Rewrite an image path that does not resolve from ``root`` (default cwd) but does against ``bases``."""
     section, fname = split_image_name(value)
-    if Path(fname).is_absolute() or Path(fname).exists():
+    here = Path.cwd() if root is None else Path(root)
+    if Path(fname).is_absolute() or (here / fname).exists():
         return value
     found = resolve_path(fname, bases)
     if found is None:
         return value
-    new = _relative_to_cwd(found.resolve())
+    new = _relative_to(found.resolve(), here)
     return new if section is None else f"{section + 1}@{new}"
 
 
@@ -479,17 +528,31 @@ def write_tomogram_set(
     tilt_series_dir: str = "tilt_series",
     write_projection_matrices: bool = False,
     rebase_image_paths: bool = True,
+    relative_to=None,
 ) -> None:
     """Write ``data_global`` to ``path`` and one ``<tilt_series_dir>/<name>.star`` per tilt series beside it.
 
-    ``rlnTomoTiltSeriesStarFile`` is written relative to the cwd, as RELION does. With
-    ``rebase_image_paths``, an ``rlnMicrographName`` that does not resolve from the cwd but did resolve
-    from the set's source folders is rewritten so that it resolves from the cwd; every other value is
-    written unchanged. With ``write_projection_matrices`` the legacy ``rlnTomoProjX/Y/Z/W`` columns are
-    added (computed from :meth:`TomogramSet.geometry`). Each file is written atomically, the global
-    table last.
+    Parameters
+    ----------
+    tilt_series_dir
+        Folder of the per-tilt STAR files, relative to ``path``'s folder.
+    write_projection_matrices
+        Also write the legacy ``rlnTomoProjX/Y/Z/W`` rows (computed from :meth:`TomogramSet.geometry`).
+        Without it they are removed, as RELION 5 does, after their geometry has been carried into the
+        five angle/shift columns (which are left exactly as they are when they already agree).
+    rebase_image_paths
+        An ``rlnMicrographName`` (or legacy ``rlnTomoTiltSeriesName``) that does not resolve from the
+        cwd but did resolve from the set's source folders is rewritten so that it does; every other
+        value is written unchanged.
+    relative_to
+        The folder the written paths are relative to (RELION: the project folder it runs in). Default:
+        the cwd. Paths outside it are written absolute.
+
+    ``rlnTomoTiltSeriesStarFile`` is rewritten to the new per-tilt files. Each file is written
+    atomically, the global table last, so a reader never sees a global table without its tilt files.
     """
     path = Path(path)
+    root = None if relative_to is None else Path(relative_to)
     out_dir = path.parent
     global_table = tset.global_table.copy()
     star_values = []
@@ -499,21 +562,36 @@ def write_tomogram_set(
         bases = tset._bases(name)
         if rebase_image_paths and "rlnMicrographName" in table.columns:
             table["rlnMicrographName"] = pd.Series(
-                [_rebased_image_name(v, bases) for v in table["rlnMicrographName"]], index=table.index, dtype=str
+                [_rebased_image_name(v, bases, root) for v in table["rlnMicrographName"]], index=table.index,
+                dtype=str,
             )
         if rebase_image_paths and "rlnTomoTiltSeriesName" in global_table.columns:
             idx = tset._index(name)
             value = str(global_table["rlnTomoTiltSeriesName"].iloc[idx])
             stripped = _strip_stack_suffix(value)
-            new = _rebased_image_name(stripped, bases)
+            new = _rebased_image_name(stripped, bases, root)
             if new != stripped:
                 global_table.loc[global_table.index[idx], "rlnTomoTiltSeriesName"] = new + value[len(stripped):]
-        if write_projection_matrices:
-            geometry = tset.geometry(name)
-            _set_projection_columns(table, geometry.projection_matrices())
+        if tset.has_projection_matrices(name) or write_projection_matrices:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                geometry = tset.geometry(name)
+            if tset.has_projection_matrices(name):
+                present = all(c in table.columns for c in GEOMETRY_COLUMNS[1:])
+                current = np.stack([table[c].to_numpy(float) if c in table.columns else np.zeros(len(table))
+                                    for c in GEOMETRY_COLUMNS], -1) if present else None
+                wanted = np.stack([geometry.x_tilt_deg, geometry.y_tilt_deg, geometry.z_rot_deg,
+                                   geometry.shift_angst[:, 0], geometry.shift_angst[:, 1]], -1)
+                if current is None or not np.allclose(current, wanted, atol=1e-9, rtol=0):
+                    for k, label in enumerate(GEOMETRY_COLUMNS):
+                        table[label] = wanted[:, k]
+            if write_projection_matrices:
+                _set_projection_columns(table, geometry.projection_matrices())
+            else:
+                table = table.drop(columns=[c for c in PROJECTION_COLUMNS if c in table.columns])
         tilt_path = out_dir / tilt_series_dir / f"{name}.star"
         tables[name] = (tilt_path, table)
-        star_values.append(_relative_to_cwd(tilt_path))
+        star_values.append(_relative_to(tilt_path, root))
     global_table["rlnTomoTiltSeriesStarFile"] = pd.Series(star_values, index=global_table.index, dtype=str)
     for name, (tilt_path, table) in tables.items():
         write_star({name: table}, tilt_path)

@@ -53,6 +53,13 @@ class TrajectorySet:
         InputError
             A trajectory whose length is not ``n_tilts`` (RELION's ``checkTrajectoryLengths``).
         """
+        if self.positional:
+            raise InputError(
+                "the trajectory tables are unnamed (data_0, data_1...) and cannot be matched by particle name",
+                path=self.path,
+                field="data_0",
+                fix="read it with read_trajectories(path, particle_names=<all particle names in file order>)",
+            )
         names = [str(n) for n in names]
         out = np.zeros((len(names), n_tilts, 3))
         for i, name in enumerate(names):
