@@ -242,7 +242,8 @@ def _radius_map(box_px: int) -> np.ndarray:
 def crop_circle(images, radius_px: float, falloff_px: float = 5.0) -> np.ndarray:
     """RELION ``cropCircle``: subtract the mean outside the circle, then a soft circular mask.
 
-    With ``r`` the distance from pixel ``(box//2, box//2)``: ``μ`` = mean of pixels with ``r > R``;
+    With ``r`` the distance from pixel ``(box//2, box//2)``: ``μ`` = mean of pixels with ``r > R``
+    (strictly: counting the four ``r = R`` pixels too moves RELION's ``--stack2d`` images by 6e-3·RMS);
     ``img ← m(r)·(img − μ)`` with ``m = 1`` for ``r < R − falloff``,
     ``0.5 − 0.5·cos(π(R − r)/falloff)`` for ``R − falloff ≤ r < R`` and 0 beyond.
 
