@@ -1,0 +1,248 @@
+"""tomo-refine subtomo: motion, visibility, resumption, scale-out and bad-input behaviour.
+
+Runs on a few particles of the golden ``subtomo`` dataset (small boxes) to stay fast.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+
+from tomo_refine_plugin.compute.errors import InputError
+from tomo_refine_plugin.compute.io.particles import read_particle_set, write_particle_set
+from tomo_refine_plugin.compute.io.star import read_star, write_star
+from tomo_refine_plugin.compute.subtomo import SubtomoOptions, run_subtomo
+
+N_PARTICLES = 3
+
+
+@pytest.fixture()
+def subset(golden_dir, tmp_path, monkeypatch):
+    """Run inside the golden subtomo folder with a 3-particle copy of particles.star in tmp."""
+    dataset = golden_dir / "subtomo"
+    monkeypatch.chdir(dataset)
+    pset = read_particle_set(dataset / "particles.star")
+    pset = pset.with_particles(pset.particles.iloc[:N_PARTICLES].copy())
+    path = tmp_path / "particles.star"
+    write_particle_set(pset, path)
+    return {"p": str(path), "t": "tomograms.star", "tmp": tmp_path, "pset": pset}
+
+
+def _opts(subset, name, **kw):
+    base = dict(o=str(subset["tmp"] / name) + "/", b=32, crop=24, p=subset["p"], t=subset["t"], j=2)
+    base.update(kw)
+    return SubtomoOptions(**base)
+
+
+def _read(path):
+    with mrcfile.open(path, permissive=True) as m:
+        return np.array(m.data, dtype=np.float64)
+
+
+def _write_particles(subset, particles, name):
+    path = subset["tmp"] / name
+    write_particle_set(subset["pset"].with_particles(particles), path)
+    return str(path)
+
+
+def _constant_motion(path, names, shift_angst, n_tilts):
+    blocks = {"general": {"rlnParticleNumber": len(names)}}
+    for n in names:
+        blocks[n] = pd.DataFrame({c: np.full(n_tilts, v) for c, v in
+                                  zip(("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst"), shift_angst)})
+    write_star(blocks, path)
+
+
+@pytest.mark.parametrize("no_ctf", [True, False])
+def test_constant_trajectory_equals_moving_the_particle(subset, no_ctf):
+    shift = np.array([13.0, -7.5, 4.0])  # Å, ~2 px: a sub-pixel part exercises the phase shift
+    names = subset["pset"].particles["rlnTomoParticleName"].tolist()
+    mot = subset["tmp"] / "motion.star"
+    _constant_motion(mot, names, shift, 31)
+    r_mot = run_subtomo(_opts(subset, "mot", mot=str(mot), no_ctf=no_ctf), log=lambda *_: None)
+    moved = subset["pset"].particles.copy()
+    for c, v in zip(("rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"),
+                    shift):
+        moved[c] = moved[c] + v
+    p_moved = _write_particles(subset, moved, "moved.star")
+    r_moved = run_subtomo(_opts(subset, "moved", p=p_moved, no_ctf=no_ctf), log=lambda *_: None)
+    r_static = run_subtomo(_opts(subset, "static", no_ctf=no_ctf), log=lambda *_: None)
+    for k in range(1, N_PARTICLES + 1):
+        a = _read(subset["tmp"] / f"mot/Subtomograms/TS_01/{k}_data.mrc")
+        b = _read(subset["tmp"] / f"moved/Subtomograms/TS_01/{k}_data.mrc")
+        c = _read(subset["tmp"] / f"static/Subtomograms/TS_01/{k}_data.mrc")
+        assert np.abs(a - c).max() > 0.1 * np.abs(c).max()  # the motion does move the extraction
+        if no_ctf:
+            np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max())
+        else:
+            # the defocus follows the static position (RELION), so only the depth term differs: ~10 Å of 3 µm
+            ncc = np.corrcoef(a.ravel(), b.ravel())[0, 1]
+            assert ncc > 0.9999, ncc
+    assert r_mot.n_written == r_moved.n_written == r_static.n_written == N_PARTICLES
+    # the output optimisation set keeps the trajectories
+    oset = read_star(r_mot.optimisation_set_star)[""]
+    assert oset["rlnTomoTrajectoriesFile"] == str(mot)
+
+
+def test_deformations_are_refused(golden_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(golden_dir / "subtomo_motion_deform")
+    opts = SubtomoOptions(o=str(tmp_path / "d"), b=32, crop=24, i="truth/optimisation_set.star", j=1)
+    with pytest.raises(InputError, match="deformation-aware extraction is not yet available"):
+        run_subtomo(opts, log=lambda *_: None)
+
+
+def test_input_visible_frames_are_honoured_and_min_frames_drops(subset):
+    parts = subset["pset"].particles.copy()
+    vis = np.ones((N_PARTICLES, 31), int)
+    vis[0, :26] = 0  # particle 1: 5 frames left
+    vis[1, ::2] = 0  # particle 2: 15 frames left
+    parts["rlnTomoVisibleFrames"] = ["[" + ",".join(map(str, v)) + "]" for v in vis]
+    p = _write_particles(subset, parts, "vis.star")
+    logs = []
+    res = run_subtomo(_opts(subset, "vis", p=p, stack2d=True, min_frames=10), log=logs.append)
+    assert res.n_dropped == 1 and res.n_written == 2
+    assert any("1 particle(s) dropped" in line for line in logs)
+    out = read_star(res.particles_star)["particles"]
+    assert out["rlnTomoParticleName"].tolist() == ["TS_01/2", "TS_01/3"]
+    assert out["rlnTomoVisibleFrames"].tolist()[0] == "[" + ",".join(map(str, vis[1])) + "]"
+    with mrcfile.open(subset["tmp"] / "vis/Subtomograms/TS_01/2_stack2d.mrcs") as m:
+        assert m.data.shape == (15, 24, 24)
+    assert not (subset["tmp"] / "vis/Subtomograms/TS_01/1_stack2d.mrcs").exists()
+    # 3D: the excluded frames contribute no multiplicity
+    res3 = run_subtomo(_opts(subset, "vis3", p=p, min_frames=10), log=lambda *_: None)
+    full = run_subtomo(_opts(subset, "full3"), log=lambda *_: None)
+    w_part = _read(subset["tmp"] / "vis3/Subtomograms/TS_01/2_weights.mrc")
+    w_full = _read(subset["tmp"] / "full3/Subtomograms/TS_01/2_weights.mrc")
+    assert res3.n_written == 2 and full.n_written == 3
+    assert 0.3 < w_part[24:].sum() / w_full[24:].sum() < 0.7
+
+
+def test_max_dose_drops_frames(subset):
+    res = run_subtomo(_opts(subset, "dose", stack2d=True, max_dose=30.0), log=lambda *_: None)
+    out = read_star(res.particles_star)["particles"]
+    pre = read_star("tilt_series/TS_01.star")["TS_01"]["rlnMicrographPreExposure"].to_numpy()
+    expected = "[" + ",".join(str(int(v)) for v in (pre <= 30.0)) + "]"
+    assert out["rlnTomoVisibleFrames"].tolist() == [expected] * N_PARTICLES
+    with mrcfile.open(subset["tmp"] / "dose/Subtomograms/TS_01/1_stack2d.mrcs") as m:
+        assert m.data.shape[0] == int((pre <= 30.0).sum())
+
+
+def test_only_do_unfinished_redoes_only_missing_particles(subset):
+    opts = _opts(subset, "resume")
+    run_subtomo(opts, log=lambda *_: None)
+    target = subset["tmp"] / "resume/Subtomograms/TS_01/2_data.mrc"
+    before = _read(target)
+    target.unlink()
+    res = run_subtomo(dataclasses.replace(opts, only_do_unfinished=True), log=lambda *_: None)
+    assert res.n_written == 1 and res.n_skipped == 2
+    np.testing.assert_array_equal(_read(target), before)
+    res = run_subtomo(dataclasses.replace(opts, only_do_unfinished=True), log=lambda *_: None)
+    assert res.n_written == 0 and res.n_skipped == 3
+
+
+def test_only_tomos_then_merge_only(subset):
+    opts = _opts(subset, "scale")
+    with pytest.raises(InputError, match="not finished"):
+        run_subtomo(dataclasses.replace(opts, merge_only=True), log=lambda *_: None)
+    res = run_subtomo(dataclasses.replace(opts, only_tomos=("TS_01",)), log=lambda *_: None)
+    assert res.n_written == N_PARTICLES
+    (subset["tmp"] / "scale/particles.star").unlink()
+    res = run_subtomo(dataclasses.replace(opts, merge_only=True), log=lambda *_: None)
+    assert res.n_written == 0 and res.particles_star.exists()
+    with pytest.raises(InputError, match="only_tomos"):
+        run_subtomo(dataclasses.replace(opts, only_tomos=("TS_99",)), log=lambda *_: None)
+
+
+def test_apply_orientations_with_identity_angles_changes_nothing_but_star(subset):
+    parts = subset["pset"].particles.copy()
+    parts[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]] = 0.0
+    p = _write_particles(subset, parts, "zero.star")
+    a = run_subtomo(_opts(subset, "plain", p=p), log=lambda *_: None)
+    b = run_subtomo(_opts(subset, "orient", p=p, apply_orientations=True), log=lambda *_: None)
+    np.testing.assert_allclose(_read(subset["tmp"] / "orient/Subtomograms/TS_01/1_data.mrc"),
+                               _read(subset["tmp"] / "plain/Subtomograms/TS_01/1_data.mrc"), atol=1e-6)
+    assert a.n_written == b.n_written
+    # with real angles the box is rotated and the STAR carries the combined angles
+    c = run_subtomo(_opts(subset, "orient2", apply_orientations=True), log=lambda *_: None)
+    out = read_star(c.particles_star)["particles"]
+    assert (out[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy() == 0).all()
+    np.testing.assert_allclose(out["rlnTomoSubtomogramTilt"], subset["pset"].particles["rlnAngleTilt"], atol=1e-6)
+
+
+def test_extra_outputs_have_relion_layout(subset):
+    res = run_subtomo(_opts(subset, "extra", ctf=True, multi=True, nrm=True, div=True, cone_weight=True),
+                      log=lambda *_: None)
+    root = subset["tmp"] / "extra/Subtomograms/TS_01/1"
+    w = _read(f"{root}_weights.mrc")
+    ctf2 = _read(f"{root}_CTF2.mrc")
+    multi = _read(f"{root}_multi.mrc")
+    assert ctf2.shape == multi.shape == (24, 24, 24)
+    assert ctf2[12, 12, 12] == pytest.approx(w[0, 0, 0], rel=1e-5)  # DC at the centre
+    assert multi[12, 12, 12] == pytest.approx(w[24, 0, 0], rel=1e-5)
+    for suffix in ("_data_nrm.mrc", "_CTF2_nrm.mrc", "_div.mrc"):
+        v = _read(f"{root}{suffix}")
+        assert v.shape == (24, 24, 24) and np.isfinite(v).all()
+    # cone weighting removes the central cone around the box z axis: multiplicity drops along kx=ky=0
+    plain = run_subtomo(_opts(subset, "nocone"), log=lambda *_: None)
+    wp = _read(subset["tmp"] / "nocone/Subtomograms/TS_01/1_weights.mrc")
+    assert res.n_written == plain.n_written
+    assert w[24:].sum() < wp[24:].sum()
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(whiten=True), "--whiten .* not supported by tomo-refine"),
+        (dict(grid_precorr=True), "not supported by tomo-refine"),
+        (dict(real_subtomo=True), "not supported by tomo-refine"),
+        (dict(crop=40), "larger than --b"),
+        (dict(b=31, crop=-1), "even"),
+        (dict(b=300, crop=32), "larger than the tilt images"),
+    ],
+)
+def test_bad_options_raise(subset, kw, match):
+    with pytest.raises(InputError, match=match):
+        run_subtomo(_opts(subset, "bad", **kw), log=lambda *_: None)
+
+
+def test_env_and_diag_are_accepted_no_ops(subset):
+    a = run_subtomo(_opts(subset, "noop", env=3.0, diag=True), log=lambda *_: None)
+    assert a.n_written == N_PARTICLES
+
+
+def test_bad_inputs_name_file_and_field(subset, tmp_path):
+    parts = subset["pset"].particles.copy()
+    parts.loc[0, "rlnTomoName"] = "TS_99"
+    p = _write_particles(subset, parts, "wrong_tomo.star")
+    with pytest.raises(InputError, match="TS_99") as exc:
+        run_subtomo(_opts(subset, "bad1", p=p), log=lambda *_: None)
+    assert exc.value.field == "data_particles/rlnTomoName"
+    pset = subset["pset"]
+    optics = pset.optics.copy()
+    optics["rlnTomoTiltSeriesPixelSize"] = 5.0
+    path = tmp_path / "wrong_pix.star"
+    write_particle_set(dataclasses.replace(pset, optics=optics), path)
+    with pytest.raises(InputError, match="rlnTomoTiltSeriesPixelSize") as exc:
+        run_subtomo(_opts(subset, "bad2", p=str(path)), log=lambda *_: None)
+    assert str(path) in str(exc.value)
+    nopos = parts.drop(columns=["rlnCenteredCoordinateXAngst"])
+    nopos["rlnTomoName"] = "TS_01"
+    p = _write_particles(subset, nopos, "nopos.star")
+    with pytest.raises(InputError, match="positions are missing"):
+        run_subtomo(_opts(subset, "bad3", p=p), log=lambda *_: None)
+    # an unreadable tilt series
+    tomo = read_star("tomograms.star")["global"]
+    tilts = read_star("tilt_series/TS_01.star")["TS_01"]
+    bogus = tmp_path / "bogus.mrcs"
+    bogus.write_text("not an mrc file")
+    tilts["rlnMicrographName"] = [f"{k + 1}@{bogus}" for k in range(len(tilts))]
+    write_star({"TS_01": tilts}, tmp_path / "TS_01.star")
+    tomo["rlnTomoTiltSeriesStarFile"] = str(tmp_path / "TS_01.star")
+    write_star({"global": tomo}, tmp_path / "tomograms.star")
+    with pytest.raises(InputError) as exc:
+        run_subtomo(_opts(subset, "bad4", t=str(tmp_path / "tomograms.star")), log=lambda *_: None)
+    assert "bogus.mrcs" in str(exc.value)
+    assert not (subset["tmp"] / "bad4" / "particles.star").exists()
