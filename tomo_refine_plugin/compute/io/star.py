@@ -70,7 +70,7 @@ VERSION_LINE = "# version 50001"
 
 def _normalise_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Make name columns ``str`` and give the frame a plain RangeIndex."""
-    df = df.reset_index(drop=True)
+    df = df.reset_index(drop=True)  # a new frame: starfile's ``.name`` attribute is not carried over
     for col in df.columns:
         if col in STRING_LABELS and len(df) and df[col].dtype != object:
             df[col] = df[col].astype(str)
@@ -79,11 +79,6 @@ def _normalise_frame(df: pd.DataFrame) -> pd.DataFrame:
         for col in df.columns:
             if col in STRING_LABELS:
                 df[col] = df[col].astype(str)
-    if hasattr(df, "name"):
-        try:
-            del df.name
-        except AttributeError:
-            pass
     return df
 
 

@@ -490,6 +490,9 @@ def read_tomogram_set(path) -> TomogramSet:
             table = require_table(blocks, name, path)
             star_paths[name] = path
             source_dirs[name] = search_dirs(path)
+        if len(table) == 0:
+            raise InputError(f"tomogram {name} has no tilt images", path=star_paths[name], field=f"data_{name}",
+                             fix="the per-tilt table needs one row per tilt image")
         tilt_tables[name] = table
     return TomogramSet(global_table=global_table, tilt_tables=tilt_tables, path=path, source_dirs=source_dirs,
                        tilt_star_paths=star_paths)
