@@ -51,7 +51,8 @@ def ctf_rfft_2d_kernel(
         k5 = phase_shift_rad[r]
         sc = scale[r]
         for y in range(box_px):
-            yy = y if y < box_px // 2 else y - box_px
+            # FFT order (numpy fftfreq): the Nyquist row of an even box is negative
+            yy = y if y < (box_px + 1) // 2 else y - box_px
             ky = yy * inv
             for x in range(half):
                 kx = x * inv

@@ -1,6 +1,8 @@
 """RELION CTF conventions, checked against numbers derived by hand (see each docstring)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from tomo_refine_plugin.compute.ctf import (
     defocus_offsets_angst,
     electron_wavelength_angst,
 )
+from tomo_refine_plugin.compute.fourier import rfft_frequencies_2d
 from tomo_refine_plugin.compute.geometry import TiltSeriesGeometry, TiltSeriesOptics
 
 LAMBDA_300 = 0.0196876153  # 12.2643247/sqrt(3e5·(1 + 0.978466e-6·3e5)) = 12.2643247/sqrt(388061.94)
@@ -156,3 +159,24 @@ def test_depth_defocus_by_hand():
     dz = defocus_offsets_angst(geom, p)
     assert dz.shape == (1, 2)
     np.testing.assert_allclose(dz, [[0.0, 10.0]], atol=1e-9)
+
+
+def test_batch_even_zernike_and_broadcast_extra():
+    """Optics with rlnEvenZernike = [c] behave like a phase shift of −c; a scalar extra defocus broadcasts."""
+    base = _optics(2)
+    with_z = replace(base, even_zernike=np.array([0.25]))
+    shifted = replace(base, phase_shift_deg=base.phase_shift_deg - np.rad2deg(0.25))
+    a = ctf_rfft_2d_batch(32, 2.0, with_z, np.array([0, 1]), 100.0)
+    b = ctf_rfft_2d_batch(32, 2.0, shifted, np.array([0, 1]), np.array([100.0, 100.0]))
+    assert a.shape == (2, 32, 17)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("box", [15, 16])
+def test_grid_rows_follow_fft_order_for_odd_and_even_boxes(box):
+    """Every grid point equals the closed formula at (kx, ky) from rfft_frequencies_2d (fftfreq order)."""
+    ky, kx = rfft_frequencies_2d(box, 2.0)
+    k2 = kx**2 + ky**2
+    lam = electron_wavelength_angst(300.0)
+    gamma = -np.pi * lam * 10000.0 * k2 - np.arctan(0.1 / np.sqrt(0.99))
+    np.testing.assert_allclose(_ctf(box_px=box), -np.sin(gamma), atol=2e-6)

@@ -187,3 +187,20 @@ def test_align_observation_dc_zero_and_centred():
     np.testing.assert_allclose(img, ref, atol=2e-4)
     hidden = align_observation_rfft_2d(stack, np.array([[[u, v]]]), 32, visible=np.array([[False]]))
     assert np.all(hidden == 0)
+
+
+def test_odd_box_blob_lands_centred():
+    u, v = 47.3, 52.8
+    stack = _gauss_stack([(u, v)])
+    img = centred_irfft_2d(extract_centred_rfft_2d(stack, np.array([[[u, v]]]), 31))[0, 0]
+    np.testing.assert_allclose(img, _centred_gauss(31, 2.0), atol=1e-4)
+
+
+def test_extract_windows_rejects_bad_shapes():
+    stack = np.zeros((3, 20, 20), np.float32)
+    with pytest.raises(ValueError):
+        extract_windows(stack, np.zeros((2, 4, 2)), 8)
+    with pytest.raises(ValueError):
+        extract_windows(stack[0], np.zeros((2, 3, 2)), 8)
+    with pytest.raises(ValueError):
+        extract_windows(stack, np.zeros((2, 3, 2)), 8, visible=np.ones((3, 2), bool))

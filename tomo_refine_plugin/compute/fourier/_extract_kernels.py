@@ -61,7 +61,7 @@ def phase_shift_kernel(spectra, shifts_px, box_px):
         tx = shifts_px[r, 0]
         ty = shifts_px[r, 1]
         for y in range(s):
-            ky = y if y < s // 2 else y - s
+            ky = y if y < (s + 1) // 2 else y - s
             for x in range(half):
                 a = 2.0 * np.pi * (x * tx + ky * ty) / box_px
                 c = np.cos(a)
