@@ -115,3 +115,10 @@ def test_require_columns_names_file_table_column():
     msg = str(e.value)
     assert "x.star" in msg and "data_particles" in msg and "rlnTomoName" in msg
     assert e.value.field == "data_particles/rlnTomoName"
+
+
+def test_integer_labels_written_as_integers(tmp_path):
+    df = pd.DataFrame({"rlnOpticsGroup": [1.0, 2.0], "rlnTomoSizeX": [320.0, 256.0], "rlnVoltage": [300.0, 300.0]})
+    write_star({"global": df}, tmp_path / "i.star")
+    text = (tmp_path / "i.star").read_text()
+    assert "1 320 300.0" in text and "2 256 300.0" in text

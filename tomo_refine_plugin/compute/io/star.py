@@ -67,6 +67,27 @@ STRING_LABELS = (
 
 VERSION_LINE = "# version 50001"
 
+# RELION's integer labels: written as integers even when a float column holds them (e.g. after a
+# merge that went through NaN), because RELION parses these labels as integers.
+INT_LABELS = (
+    "rlnOpticsGroup",
+    "rlnRandomSubset",
+    "rlnClassNumber",
+    "rlnGroupNumber",
+    "rlnTomoSizeX",
+    "rlnTomoSizeY",
+    "rlnTomoSizeZ",
+    "rlnTomoFrameCount",
+    "rlnTomoDeformationGridSizeX",
+    "rlnTomoDeformationGridSizeY",
+    "rlnTomoSubTomosAre2DStacks",
+    "rlnImageSize",
+    "rlnImageDimensionality",
+    "rlnCtfDataAreCtfPremultiplied",
+    "rlnSpectralIndex",
+    "rlnParticleNumber",
+)
+
 
 def _normalise_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Make name columns ``str`` and give the frame a plain RangeIndex."""
@@ -127,6 +148,10 @@ def _cells_for_writing(df: pd.DataFrame) -> pd.DataFrame:
     for col in df.columns:
         series = df[col]
         if series.dtype == bool:
+            out = df.copy() if out is None else out
+            out[col] = series.astype(np.int64)
+        elif (col in INT_LABELS and series.dtype.kind == "f" and len(series)
+              and np.all(np.isfinite(series.to_numpy())) and np.all(series.to_numpy() == np.round(series.to_numpy()))):
             out = df.copy() if out is None else out
             out[col] = series.astype(np.int64)
         elif series.dtype == object and len(series) and any(
