@@ -122,3 +122,41 @@ def cost_kernel(maps, centres, positions, offsets, model_rot, model_trans, q, dq
         out_goffset[p, 0] = go0
         out_goffset[p, 1] = go1
         out_goffset[p, 2] = go2
+
+
+@njit(cache=True, parallel=True)
+def offset_search_kernel(maps, rot2, shifts, active, visible, radius, grid, out_score):
+    """Score of every candidate 3D offset of every particle: Σ_f S_pf(R_f[:2]·δ + shift_f) (Catmull-Rom).
+
+    maps : float64 (P, F, D, D); rot2 : float64 (F, 2, 3) the first two rows of each tilt's rotation;
+    shifts : float64 (F, 2) tilt shifts (px) relative to the maps' centres; active : bool (F,);
+    visible : bool (P, F); grid : float64 (G, 3) candidate offsets (px); out_score : float64 (P, G).
+    """
+    n_p = maps.shape[0]
+    n_f = maps.shape[1]
+    diam = maps.shape[2]
+    centre = radius + 3.0
+    n_g = grid.shape[0]
+    for p in prange(n_p):
+        wx = np.empty(4)
+        dwx = np.empty(4)
+        wy = np.empty(4)
+        dwy = np.empty(4)
+        for gi in range(n_g):
+            total = 0.0
+            for f in range(n_f):
+                if not (active[f] and visible[p, f]):
+                    continue
+                xi = rot2[f, 0, 0] * grid[gi, 0] + rot2[f, 0, 1] * grid[gi, 1] + rot2[f, 0, 2] * grid[gi, 2] + shifts[f, 0] + centre
+                yi = rot2[f, 1, 0] * grid[gi, 0] + rot2[f, 1, 1] * grid[gi, 1] + rot2[f, 1, 2] * grid[gi, 2] + shifts[f, 1] + centre
+                if xi > 1.0 and xi < diam - 2.0 and yi > 1.0 and yi < diam - 2.0:
+                    ix = int(math.floor(xi))
+                    iy = int(math.floor(yi))
+                    _catmull_rom(xi - ix, wx, dwx)
+                    _catmull_rom(yi - iy, wy, dwy)
+                    for j in range(4):
+                        a = 0.0
+                        for i in range(4):
+                            a += wx[i] * maps[p, f, iy - 1 + j, ix - 1 + i]
+                        total += wy[j] * a
+            out_score[p, gi] = total
