@@ -138,9 +138,6 @@ def test_mrc_bad_input(tmp_path):
 
 
 def test_failed_mrc_write_leaves_nothing(tmp_path):
-    class Boom(np.ndarray):
-        pass
-
     with pytest.raises(Exception):
         write_mrc(tmp_path / "x.mrc", np.ones((2, 2, 2)), voxel_size_angst="not a number")
     assert list(tmp_path.iterdir()) == []
