@@ -70,3 +70,37 @@ def phase_shift_kernel(spectra, shifts_px, box_px):
                 re = v.real * c - v.imag * si
                 im = v.real * si + v.imag * c
                 spectra[r, y, x] = complex(re, im)
+
+
+@njit(cache=True, parallel=True)
+def crop_circle_kernel(images, mask, outer, out):
+    """``out[r] = mask·(images[r] − μ_r)``, ``μ_r`` = mean of ``images[r]`` where ``outer`` (0 if none).
+
+    Parameters
+    ----------
+    images
+        float32 ``(n_rows, s, s)``.
+    mask
+        float64 ``(s, s)`` soft circular mask.
+    outer
+        bool ``(s, s)``, the pixels the mean is taken over.
+    out
+        float32 ``(n_rows, s, s)``, written (may be ``images``).
+    """
+    n_rows, h, w = images.shape
+    n_outer = 0
+    for y in range(h):
+        for x in range(w):
+            if outer[y, x]:
+                n_outer += 1
+    for r in prange(n_rows):
+        acc = 0.0
+        if n_outer > 0:
+            for y in range(h):
+                for x in range(w):
+                    if outer[y, x]:
+                        acc += images[r, y, x]
+            acc /= n_outer
+        for y in range(h):
+            for x in range(w):
+                out[r, y, x] = mask[y, x] * (images[r, y, x] - acc)

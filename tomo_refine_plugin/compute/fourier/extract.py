@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from ._extract_kernels import gather_windows_kernel, phase_shift_kernel
+from ._extract_kernels import crop_circle_kernel, gather_windows_kernel, phase_shift_kernel
 
 __all__ = [
     "c_round",
@@ -266,13 +266,14 @@ def crop_circle(images, radius_px: float, falloff_px: float = 5.0) -> np.ndarray
     r = _radius_map(box)
     outer = r > radius_px
     mask = np.where(
-        r < radius_px - falloff_px, 1.0, np.where(r < radius_px, 0.5 - 0.5 * np.cos(np.pi * (radius_px - r) / falloff_px), 0.0)
+        r < radius_px - falloff_px,
+        1.0,
+        np.where(r < radius_px, 0.5 - 0.5 * np.cos(np.pi * (radius_px - r) / falloff_px), 0.0),
     )
-    if outer.any():
-        mu = images[..., outer].astype(np.float64).mean(axis=-1)
-    else:
-        mu = np.zeros(images.shape[:-2])
-    return ((images - mu[..., None, None]) * mask).astype(np.float32)
+    flat = np.ascontiguousarray(images).reshape(-1, box, box)
+    out = np.empty_like(flat)
+    crop_circle_kernel(flat, mask, outer, out)
+    return out.reshape(images.shape)
 
 
 def circle_crop_radius_px(box_px: int, crop_px: int) -> int:
