@@ -298,13 +298,9 @@ def check_optics_match(pset: ParticleSet, tset, tolerance: float = OPTICS_TOLERA
     """
     labels = ("rlnTomoTiltSeriesPixelSize", "rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
     check_particles_against_tomograms(pset, tset)
-    groups = pset.optics_groups()
-    tomos = pset.particles["rlnTomoName"].astype(str).to_numpy()
-    seen = set()
-    for tomo, group in zip(tomos, groups):
-        if (tomo, int(group)) in seen:
-            continue
-        seen.add((tomo, int(group)))
+    pairs = pd.DataFrame({"tomo": pset.particles["rlnTomoName"].astype(str).to_numpy(),
+                          "group": pset.optics_groups()}).drop_duplicates()
+    for tomo, group in zip(pairs["tomo"], pairs["group"]):
         orow = pset.optics_row(group)
         trow = tset.row(tomo)
         for label in labels:
