@@ -1,0 +1,248 @@
+"""The dataset simulator: complete RELION-5 files, signal where the truth says, errors as recorded.
+
+The strongest check is :func:`test_image_formation_matches_golden_simulator`: rendering the golden
+``align`` truth with this simulator's own projector, CTF, dose filter and placement reproduces the
+golden images' signal (made by an independent simulator, analytic projector) down to the noise.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import mrcfile
+import numpy as np
+import pytest
+
+from tomo_refine_plugin.compute.conventions import euler_zyz_to_matrix
+from tomo_refine_plugin.compute.io import (
+    read_fsc,
+    read_mrc,
+    read_optimisation_set,
+    read_particle_set,
+    read_tomogram_set,
+    read_trajectories,
+    load_tilt_series,
+)
+from tomo_refine_plugin.compute.io.star import parse_vector
+from tomo_refine_plugin.compute.metrics import (
+    deformation_displacement_px,
+    projected_positions_px,
+    reprojection_error,
+)
+from tomo_refine_plugin.compute.simulate import SimulationOptions, dose_symmetric_order, simulate_dataset
+from tomo_refine_plugin.compute.simulate.physics import (
+    grant_grigorieff_dose_weight,
+    relion_ctf,
+    wavelength_angst,
+)
+from tomo_refine_plugin.compute.simulate.program import render_particles
+from tomo_refine_plugin.compute.simulate.projector import prepare_map
+
+ERRORS = dict(angle_err_deg=(0.3, 0.2, 0.4), shift_err_px=2.0, position_err_px=1.5)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    result = simulate_dataset(out, SimulationOptions(n_tomograms=2, n_particles=8, n_tilts=11, seed=5,
+                                                     motion_angst_per_step=1.0, **ERRORS), log=lambda *_: None)
+    return out, result
+
+
+def _read(root, prefix=""):
+    tset = read_tomogram_set(root / prefix / "tomograms.star")
+    pset = read_particle_set(root / prefix / "particles.star")
+    return tset, pset
+
+
+def test_files_exist_and_parse(dataset, monkeypatch):
+    root, result = dataset
+    monkeypatch.chdir(root)
+    for rel in ["tilt_series/TS_01.mrcs", "tilt_series/TS_02.star", "tomograms.star", "particles.star",
+                "ref_half1.mrc", "ref_half2.mrc", "mask.mrc", "fsc.star", "optimisation_set.star",
+                "truth/map.mrc", "truth/tomograms.star", "truth/tilt_series/TS_01.star", "truth/particles.star",
+                "truth/motion.star", "truth/optimisation_set.star", "truth/errors.json"]:
+        assert (root / rel).is_file(), rel
+    tset, pset = _read(root)
+    assert tset.names() == ["TS_01", "TS_02"] and result.tomo_names == ("TS_01", "TS_02")
+    assert tset.image_size_px("TS_01") == (192, 192) and tset.tomo_size_px("TS_02") == (192, 192, 64)
+    stack = load_tilt_series(tset, "TS_02")
+    assert stack.shape == (11, 192, 192) and stack.dtype == np.float32
+    with mrcfile.open(root / "tilt_series/TS_01.mrcs", permissive=True) as m:
+        assert m.voxel_size.x == pytest.approx(6.0)
+    particles = pset.particles
+    assert len(particles) == 16 and result.n_particles == 16
+    assert particles["rlnRandomSubset"].tolist() == [1, 2] * 8
+    assert particles["rlnTomoParticleName"].iloc[9] == "TS_02/2"
+    oset = read_optimisation_set(root / "optimisation_set.star")
+    assert (oset.particles, oset.tomograms, oset.reference_map1, oset.reference_mask) == (
+        "particles.star", "tomograms.star", "ref_half1.mrc", "mask.mrc")
+    truth_set = read_optimisation_set(root / "truth/optimisation_set.star")
+    assert truth_set.trajectories == "truth/motion.star"
+    half1, pix = read_mrc(root / "ref_half1.mrc")
+    truth_map, _ = read_mrc(root / "truth/map.mrc")
+    assert half1.shape == truth_map.shape == (32, 32, 32) and pix == pytest.approx(6.0)
+    # Slightly low-passed, slightly noisy: close to the truth, not equal to it.
+    corr = np.corrcoef(half1.ravel(), truth_map.ravel())[0, 1]
+    assert 0.9 < corr < 0.9999
+    mask, _ = read_mrc(root / "mask.mrc")
+    assert mask.max() == pytest.approx(1.0) and mask.min() == 0.0 and mask[16, 16, 16] == 1.0
+    fsc = read_fsc(root / "fsc.star")
+    assert len(fsc) == 17 and fsc["rlnFourierShellCorrelationCorrected"].iloc[1] > 0.95
+    errors = json.loads((root / "truth/errors.json").read_text())
+    assert errors["options"]["seed"] == 5 and errors["noise_sigma"] == pytest.approx(result.noise_sigma)
+
+
+def test_dose_symmetric_order_matches_golden(golden_dir):
+    errors = json.loads((golden_dir / "align/truth/errors.json").read_text())
+    nominal = np.arange(-60, 61, 4.0)
+    assert dose_symmetric_order(nominal, 2).tolist() == errors["frame_sequence_chronological"]
+    assert dose_symmetric_order(nominal, 2, symmetric=False).tolist() == list(range(31))
+
+
+def test_injected_errors_match_errors_json(dataset, monkeypatch):
+    root, _ = dataset
+    monkeypatch.chdir(root)
+    errors = json.loads((root / "truth/errors.json").read_text())
+    est_t, est_p = _read(root)
+    true_t, true_p = _read(root, "truth")
+    for name in ("TS_01", "TS_02"):
+        recorded = errors["errors"]["tomograms"][name]
+        est, true = est_t.tilt_table(name), true_t.tilt_table(name)
+        angle_err = np.stack([est[c] - true[c] for c in ("rlnTomoXTilt", "rlnTomoYTilt", "rlnTomoZRot")], -1)
+        np.testing.assert_allclose(angle_err, recorded["tilt_err_deg_xtilt_ytilt_zrot"], atol=1e-9)
+        shift_err = np.stack([est[c] - true[c] for c in ("rlnTomoXShiftAngst", "rlnTomoYShiftAngst")], -1) / 6.0
+        np.testing.assert_allclose(shift_err, recorded["shift_err_px"], atol=1e-9)
+        cols = ["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"]
+        pos_err = (est_p.for_tomogram(name)[cols].to_numpy() - true_p.for_tomogram(name)[cols].to_numpy()) / 6.0
+        np.testing.assert_allclose(pos_err, recorded["pos_err_px"], atol=1e-9)
+        # Everything else is identical between the perturbed and the true files.
+        for col in ("rlnDefocusU", "rlnMicrographPreExposure", "rlnMicrographName"):
+            assert est[col].tolist() == true[col].tolist()
+        motion = read_trajectories(root / "truth/motion.star")
+        names = [f"{name}/{i}" for i in range(1, 9)]
+        np.testing.assert_allclose(motion.for_particles(names, 11), recorded["trajectories_angst"], atol=1e-9)
+    # The requested RMS values are what was injected (loosely: few samples).
+    all_angles = np.concatenate([errors["errors"]["tomograms"][n]["tilt_err_deg_xtilt_ytilt_zrot"] for n in
+                                 ("TS_01", "TS_02")])
+    assert np.sqrt(np.mean(all_angles**2, axis=0)) == pytest.approx([0.3, 0.2, 0.4], rel=0.5)
+    # Motion: smooth, zero at the first exposure, RMS step as requested.
+    traj = np.array(errors["errors"]["tomograms"]["TS_01"]["trajectories_angst"])
+    seq = errors["tomograms"]["TS_01"]["frame_sequence_chronological"]
+    assert np.all(traj[:, seq[0]] == 0.0)
+    steps = np.diff(traj[:, seq], axis=1)
+    assert np.sqrt(np.mean(np.sum(steps**2, -1))) == pytest.approx(1.0, rel=0.25)
+
+
+def test_reprojection_error_of_simulated_errors(dataset, monkeypatch):
+    root, _ = dataset
+    monkeypatch.chdir(root)
+    truth = ("truth/tomograms.star", "truth/particles.star", "truth/motion.star")
+    # Without motion in the estimate the truth's trajectories count as error too; with them, only the injected ones.
+    before = reprojection_error(("tomograms.star", "particles.star", None), truth)
+    assert 1.5 < before["rms_px"] < 8.0 and before["n"] == 16 * 11
+    same = reprojection_error(truth, truth)
+    assert same["rms_px"] == 0.0
+
+
+@pytest.mark.parametrize("deformation_px", [0.0, 1.5])
+def test_noiseless_signal_lies_at_the_projected_position(tmp_path, monkeypatch, deformation_px):
+    # No CTF, no dose filter, no noise: each particle's image is the projection of a map whose centre of
+    # mass is the box centre, so the image centroid must be the projected true position (motion and
+    # deformation included), read back through the truth files and the metric's projector.
+    options = SimulationOptions(n_particles=6, n_tilts=9, tilt_step_deg=12.0, snr=math.inf, apply_ctf=False,
+                                apply_dose=False, motion_angst_per_step=2.0, deformation_px=deformation_px,
+                                seed=11, **ERRORS)
+    simulate_dataset(tmp_path, options, log=lambda *_: None)
+    monkeypatch.chdir(tmp_path)
+    tset, pset = _read(tmp_path, "truth")
+    motion = read_trajectories("truth/motion.star")
+    names = [f"TS_01/{i}" for i in range(1, 7)]
+    uv = projected_positions_px(tset, pset, motion, "TS_01", names)  # (6, 9, 2)
+    stack = -load_tilt_series(tset, "TS_01").astype(np.float64)  # particles are dark
+    assert stack.min() > -1e-3 * stack.max()  # dark particles; only interpolation ringing below zero
+    half = 14  # > particle radius (<= 0.22·32 + 2.5σ ≈ 14 px)
+    yy, xx = np.mgrid[-half:half + 1, -half:half + 1]
+    checked, worst = 0, 0.0
+    for p in range(6):
+        others = np.delete(uv, p, axis=0)
+        for f in range(9):
+            centre = np.floor(uv[p, f] + 0.5).astype(int)
+            isolated = np.all(np.linalg.norm(others[:, f] - uv[p, f], axis=-1) > 2 * half + 2)
+            inside = np.all(centre - half >= 0) and np.all(centre + half < 192)
+            if not (isolated and inside):
+                continue
+            window = stack[f, centre[1] - half:centre[1] + half + 1, centre[0] - half:centre[0] + half + 1]
+            centroid = np.array([(window * xx).sum(), (window * yy).sum()]) / window.sum() + centre
+            assert np.linalg.norm(centroid - uv[p, f]) < 0.05, (p, f, centroid, uv[p, f])
+            worst = max(worst, np.linalg.norm(centroid - uv[p, f]))
+            checked += 1
+    assert checked >= 20
+    print(f"checked {checked} particle-tilts, worst centroid offset {worst:.3f} px")
+    if deformation_px > 0:
+        # The deformation really moved the particles (so the centroid test above saw it), by about what was asked.
+        assert tset.row("TS_01")["rlnTomoDeformationType"] == "linear"
+        coefficients = [parse_vector(v) for v in tset.tilt_table("TS_01")["rlnTomoDeformationCoefficients"]]
+        moved = np.concatenate([deformation_displacement_px(uv[:, f], "linear", coefficients[f], (1, 1), (192, 192))
+                                for f in range(9)])
+        assert 0.3 * deformation_px < np.sqrt(np.mean(np.sum(moved**2, -1))) < 3 * deformation_px
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    options = SimulationOptions(n_particles=3, n_tilts=5, image_size_px=(96, 96), tomo_depth_px=32, box_px=24,
+                                seed=7, **ERRORS)
+    quiet = dict(log=lambda *_: None)
+    simulate_dataset(tmp_path / "a", options, **quiet)
+    simulate_dataset(tmp_path / "b", options, **quiet)
+    simulate_dataset(tmp_path / "c", SimulationOptions(**{**options.__dict__, "seed": 8}), **quiet)
+    for rel in ["tilt_series/TS_01.mrcs", "tilt_series/TS_01.star", "particles.star", "ref_half2.mrc",
+                "truth/particles.star"]:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    assert (tmp_path / "a/tilt_series/TS_01.mrcs").read_bytes() != (tmp_path / "c/tilt_series/TS_01.mrcs").read_bytes()
+
+
+def test_physics_by_hand():
+    # λ(300 kV) = 0.019687 Å (relativistic); CTF(0) = +Q0 (RELION: positive at low k); dose weight(0) = 1.
+    assert wavelength_angst(300.0) == pytest.approx(0.019687, abs=1e-6)
+    zero = np.zeros((1, 1))
+    assert relion_ctf(zero, zero, 300, 2.7, 0.07, 20000, 20000, 0) == pytest.approx(0.07)
+    # Pure defocus term at k = 0.05 Å⁻¹ along u (Cs = 0, Q0 = 0): sin(π λ Δf k²).
+    k = np.array([[0.05]])
+    expected = np.sin(np.pi * wavelength_angst(300.0) * 20000 * 0.05**2)
+    assert relion_ctf(zero, k, 300, 0.0, 0.0, 20000, 10000, 0)[0, 0] == pytest.approx(expected)
+    # ... and along v it is ΔfV that counts (astigmatism angle 0: u = x).
+    expected_v = np.sin(np.pi * wavelength_angst(300.0) * 10000 * 0.05**2)
+    assert relion_ctf(k, zero, 300, 0.0, 0.0, 20000, 10000, 0)[0, 0] == pytest.approx(expected_v)
+    # Grant & Grigorieff at k = 0.1 Å⁻¹ and 10 e/Å²: exp(-0.5·10 / (0.245·0.1^-1.665 + 2.81)).
+    nc = 0.245 * 0.1**-1.665 + 2.81
+    assert grant_grigorieff_dose_weight(zero, np.array([[0.1]]), 10.0)[0, 0] == pytest.approx(np.exp(-5.0 / nc))
+    assert grant_grigorieff_dose_weight(zero, zero, 10.0)[0, 0] == 1.0
+
+
+def test_image_formation_matches_golden_simulator(golden_dir, monkeypatch):
+    # Render the golden 'align' truth with this simulator's own image formation and subtract it from the
+    # golden images: what is left must be the golden noise (σ recorded in its errors.json), i.e. the
+    # projector, the geometry conventions, CTF sign, depth defocus, dose filter and sub-pixel placement
+    # all agree with an independent simulator. (A 1-px shift or a CTF sign flip leaves ~2x the variance.)
+    monkeypatch.chdir(golden_dir / "align")
+    tset, pset = read_tomogram_set("truth/tomograms.star"), read_particle_set("truth/particles.star")
+    geometry, optics = tset.geometry("TS_01"), tset.optics("TS_01")
+    errors = json.loads((golden_dir / "align/truth/errors.json").read_text())
+    frames = [0, 9, 15, 22, 30]
+    volume, _ = read_mrc("truth/map.mrc")
+    positions = (pset.centred_angst(None, geometry.tomo_size_px, 6.0) / 6.0 + np.array(geometry.tomo_size_px) / 2)
+    matrices = euler_zyz_to_matrix(*(pset.particles[c].to_numpy() for c in ("rlnAngleRot", "rlnAngleTilt",
+                                                                             "rlnAnglePsi")))
+    image, _, _ = render_particles(
+        prepare_map(volume), geometry.projection_matrices()[frames], matrices,
+        np.repeat(positions[:, None], len(frames), 1), geometry.image_size_px, geometry.tomo_size_px, 6.0,
+        geometry.hand, optics.defocus_u_angst[frames], optics.defocus_v_angst[frames],
+        optics.defocus_angle_deg[frames], optics.pre_exposure_e_per_angst2[frames],
+        optics.voltage_kv, optics.cs_mm, optics.amplitude_contrast, 11.6,
+    )
+    golden = load_tilt_series(tset, "TS_01")[frames].astype(np.float64)
+    noise_var = errors["noise_sigma"] ** 2
+    residual = (golden - image).var() / noise_var
+    assert residual == pytest.approx(1.0, abs=0.01)
+    # and the signal is there at all: the golden images have ~2x the noise variance.
+    assert golden.var() / noise_var > 1.5
