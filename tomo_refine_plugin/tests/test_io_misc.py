@@ -86,7 +86,8 @@ def test_optimisation_set_read_write_and_override(tmp_path):
     assert read_optimisation_set(tmp_path / "o.star") == OptimisationSet(**{
         k: getattr(o, k) for k in ("particles", "tomograms", "reference_map1", "reference_map2", "reference_mask")
     }, path=tmp_path / "o.star")
-    r = resolve_inputs(i=GOLDEN / "subtomo_motion_deform" / "truth" / "optimisation_set.star", p="mine.star", fsc="f.star")
+    truth = GOLDEN / "subtomo_motion_deform" / "truth" / "optimisation_set.star"
+    r = resolve_inputs(i=truth, p="mine.star", fsc="f.star")
     assert r.particles == "mine.star" and r.tomograms == "truth/tomograms.star"
     assert r.trajectories == "truth/motion.star" and r.reference_fsc == "f.star"
     with pytest.raises(InputError, match="--mot"):

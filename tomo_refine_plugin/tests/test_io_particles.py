@@ -40,8 +40,12 @@ def test_read_golden_particles():
     assert np.allclose(p.subtomo_matrices(rows), np.eye(3))
 
 
-@pytest.mark.parametrize("rel", ["align/particles.star", "align/relion/align/particles.star",
-                                 "subtomo/relion/subtomo2d/particles.star", "subtomo_motion_deform/truth/particles.star"])
+@pytest.mark.parametrize("rel", [
+    "align/particles.star",
+    "align/relion/align/particles.star",
+    "subtomo/relion/subtomo2d/particles.star",
+    "subtomo_motion_deform/truth/particles.star",
+])
 def test_write_read_identical(rel, tmp_path):
     p = read_particle_set(GOLDEN / rel)
     write_particle_set(p, tmp_path / "p.star")

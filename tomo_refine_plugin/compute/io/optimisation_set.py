@@ -5,7 +5,7 @@ directory RELION runs in); explicit command-line arguments override the entries,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd

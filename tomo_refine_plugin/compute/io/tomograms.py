@@ -18,7 +18,6 @@ are views computed on demand.
 """
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
