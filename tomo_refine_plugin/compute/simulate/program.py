@@ -39,7 +39,8 @@ from scipy import ndimage
 from ... import __version__
 from ..conventions import euler_zyz_to_matrix, relion_angles_to_projection, tomogram_centre_px
 from ..io.atomic import atomic_write_text
-from ._files import format_vector, write_mrc, write_star
+from ..io.mrc import write_mrc
+from ..io.star import format_vector, write_star
 from .options import SimulationOptions
 from .phantom import make_phantom, render_phantom
 from .physics import grant_grigorieff_dose_weight, relion_ctf, rfft_frequencies_inv_angst
