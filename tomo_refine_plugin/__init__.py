@@ -1,18 +1,19 @@
 """tomo-refine: RELION-5-class tilt-series refinement and pseudo-subtomograms, as a Scipion plugin.
 
-The Scipion ``Plugin`` class is defined only when pwem is importable, so that the engine and the
-command line work in a plain Python environment too. (Scipion itself always has pwem.)
+The Scipion ``Plugin`` class is created on first access (PEP 562 module ``__getattr__``), so that
+``import tomo_refine_plugin`` (the engine, the CLI, a test's conftest) does not import pwem and
+pyworkflow: pyworkflow reads its configuration from the environment at import time, and the CLI
+should start fast. Scipion's ``Domain.registerPlugin`` reads ``module.Plugin`` and gets the class.
 """
 __version__ = "0.1.0"
 _logo = "icon.png"
-_references = ["Burt2024", "Zivanov2022"]
+_references = ["Burt2024", "Zivanov2022", "Zivanov2019"]
 
-try:  # pwem is a hard install requirement; this guard only serves engine-only environments
+_plugin_class = None
+
+
+def _make_plugin_class():
     import pwem
-except ImportError:  # pragma: no cover - exercised only without Scipion
-    pwem = None
-
-if pwem is not None:
 
     class Plugin(pwem.Plugin):
         """Pure-Python plugin: no binaries, so no paths to validate (``_pathVars`` must stay empty)."""
@@ -34,4 +35,17 @@ if pwem is not None:
         def getTemplates(cls):
             from pathlib import Path
 
-            return [str(p) for p in (Path(__file__).parent / "templates").glob("*.json.template")]
+            return sorted(str(p) for p in (Path(__file__).parent / "templates").glob("*.json.template"))
+
+    Plugin.__module__ = __name__
+    Plugin.__qualname__ = "Plugin"
+    return Plugin
+
+
+def __getattr__(name):
+    global _plugin_class
+    if name == "Plugin":
+        if _plugin_class is None:
+            _plugin_class = _make_plugin_class()
+        return _plugin_class
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
