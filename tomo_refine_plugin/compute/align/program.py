@@ -334,9 +334,15 @@ def _read_temp(out: Path, name):
     return proj, pos, report
 
 
-def run_align(opts: AlignOptions, log=print) -> AlignResult:
-    """Run the whole program (see module docstring). Bad input raises :class:`InputError` before any output."""
+def run_align(opts: AlignOptions, log=print, command: str | None = None) -> AlignResult:
+    """Run the whole program (see module docstring). Bad input raises :class:`InputError` before any output.
+
+    ``command`` is written to ``note.txt`` (default: this process's command line).
+    """
     _check_options(opts)
+    import numba
+
+    numba.set_num_threads(max(1, min(int(opts.j), numba.config.NUMBA_NUM_THREADS)))
     inputs = _load_inputs(opts)
     tset, pset = inputs.tset, inputs.pset
     out = Path(opts.o)
@@ -375,10 +381,10 @@ def run_align(opts: AlignOptions, log=print) -> AlignResult:
         raise InputError(f"cannot merge: tomogram(s) {', '.join(unfinished)} have no results in {out / 'temp'}",
                          path=out / "temp", field="--merge_only",
                          fix="run those tomograms first (--only_tomos NAME or --only_do_unfinished)")
-    return _merge(opts, inputs, out, summaries, log)
+    return _merge(opts, inputs, out, summaries, log, command)
 
 
-def _merge(opts, inputs: _Inputs, out: Path, summaries, log) -> AlignResult:
+def _merge(opts, inputs: _Inputs, out: Path, summaries, log, command=None) -> AlignResult:
     tset, pset = inputs.tset, inputs.pset
     particles = pset.particles.copy()
     reports = {}
@@ -419,7 +425,8 @@ def _merge(opts, inputs: _Inputs, out: Path, summaries, log) -> AlignResult:
     # RELION drops the reference, mask and FSC entries here; keeping them lets the next job run on --i alone.
     oset = replace(inputs.oset, particles=str(part_star), tomograms=str(tomo_star), path=None)
     write_optimisation_set(oset, oset_star)
-    atomic_write_text(out / "note.txt", "Command:\n\n" + " ".join(shlex.quote(a) for a in sys.argv) + "\n")
+    command = command or " ".join(shlex.quote(a) for a in sys.argv)
+    atomic_write_text(out / "note.txt", "Command:\n\n" + command + "\n")
     report_dir = write_report(reports, out / "report")
     log(f"wrote {tomo_star}, {part_star}, {oset_star} and {report_dir}")
     return AlignResult(tomo_star, part_star, oset_star, report_dir, tuple(inputs.tomos), summaries)
