@@ -136,3 +136,90 @@ def dose_x_ranges_kernel(dose, cutoff, out):
                 if dose[f, y, x] > cutoff:
                     last = x
             out[f, y] = last + 1
+
+
+@njit(cache=True)
+def _sample_bilinear(slices, weights, i, f, qx, qy, s2, sh2):
+    """Bilinear sample of half-grid slice ``(i, f)`` at 2D frequency ``(qx, qy)`` (Fourier px), using the
+    Friedel mate for ``qx < 0``. Neighbours beyond kx = s2/2 contribute nothing. Returns (re, im, wt)."""
+    conj = 1.0
+    if qx < 0.0:
+        qx = -qx
+        qy = -qy
+        conj = -1.0
+    x0 = int(np.floor(qx))
+    y0 = int(np.floor(qy))
+    fx = qx - x0
+    fy = qy - y0
+    re = 0.0
+    im = 0.0
+    wt = 0.0
+    for dy in range(2):
+        wy = fy if dy == 1 else 1.0 - fy
+        yy = (y0 + dy) % s2
+        for dx in range(2):
+            xx = x0 + dx
+            if xx >= sh2:
+                continue
+            wx = fx if dx == 1 else 1.0 - fx
+            m = wx * wy
+            v = slices[i, f, yy, xx]
+            re += m * v.real
+            im += m * v.imag
+            wt += m * weights[i, f, yy, xx]
+    return re, conj * im, wt
+
+
+@njit(cache=True, parallel=True)
+def gather_slices_kernel(slices, weights, rows, normals, visible, target, data, ctf, mult):
+    """Backward (gather) Fourier backprojection: every 3D voxel closer than one voxel to a slice plane
+    takes the bilinearly interpolated slice value, weighted by ``1 − |distance|``.
+
+    Parameters
+    ----------
+    slices, weights
+        complex64 / float32 ``(n, F, s2, sh2)``.
+    rows
+        float64 ``(n, F, 2, 3)``: the in-plane axes (3D coordinates of a unit 2D step), orthonormal.
+    normals
+        float64 ``(n, F, 3)``: unit normal of each slice plane.
+    visible
+        uint8 ``(n, F)``.
+    target
+        int64 ``(n,)`` accumulator per particle.
+    data, ctf, mult
+        complex128 / float64 / float64 ``(n_acc, s3, s3, sh3)``, accumulated in place; voxels with
+        ``|k| ≥ s3/2`` are left alone.
+    """
+    n = slices.shape[0]
+    n_frames = slices.shape[1]
+    s2 = slices.shape[2]
+    sh2 = slices.shape[3]
+    n_acc = data.shape[0]
+    s3 = data.shape[1]
+    sh3 = data.shape[3]
+    r_max2 = (s3 // 2) * (s3 // 2)
+    for a in prange(n_acc):
+        for i in range(n):
+            if target[i] != a:
+                continue
+            for f in range(n_frames):
+                if visible[i, f] == 0:
+                    continue
+                for z in range(s3):
+                    kz = z if z < s3 // 2 else z - s3
+                    for y in range(s3):
+                        ky = y if y < s3 // 2 else y - s3
+                        for x in range(sh3):
+                            if x * x + ky * ky + kz * kz >= r_max2:
+                                continue
+                            dist = x * normals[i, f, 0] + ky * normals[i, f, 1] + kz * normals[i, f, 2]
+                            if dist <= -1.0 or dist >= 1.0:
+                                continue
+                            wz = 1.0 - abs(dist)
+                            qx = x * rows[i, f, 0, 0] + ky * rows[i, f, 0, 1] + kz * rows[i, f, 0, 2]
+                            qy = x * rows[i, f, 1, 0] + ky * rows[i, f, 1, 1] + kz * rows[i, f, 1, 2]
+                            re, im, wt = _sample_bilinear(slices, weights, i, f, qx, qy, s2, sh2)
+                            data[a, z, y, x] += complex(wz * re, wz * im)
+                            ctf[a, z, y, x] += wz * wt
+                            mult[a, z, y, x] += wz

@@ -21,6 +21,7 @@ __all__ = [
     "half_grid_to_real_centred",
     "real_centred_to_half_grid",
     "half_grid_to_full_centred",
+    "backproject_slices_rfft_3d",
 ]
 
 
@@ -200,3 +201,52 @@ def half_grid_to_full_centred(half) -> np.ndarray:
         else:
             full[:, :, x] = half[zi][:, zi, -k]
     return np.fft.fftshift(full)
+
+
+def backproject_slices_rfft_3d(slices, weights, rows, visible, box_3d: int, target=None, n_acc=None, out=None):
+    """Backward (gather) Fourier backprojection, as ``relion_tomo_reconstruct_particle`` does it.
+
+    Each 3D half-grid voxel ``k`` (``|k| < s3/2``) at distance ``d = k·n_f`` from slice plane ``f``
+    (``|d| < 1``) receives ``(1 − |d|)`` times the bilinear sample of the slice at ``(k·row0, k·row1)``
+    (Friedel mate for negative kx); ``ctf`` gets the same for the weights and ``mult`` the ``1 − |d|``.
+
+    Parameters
+    ----------
+    slices, weights
+        complex / float ``(n, F, s2, s2//2+1)``.
+    rows
+        float64 ``(n, F, 2, 3)`` orthonormal in-plane axes (:func:`slice_rows` with ``rbs = 1``).
+    visible
+        bool ``(n, F)``.
+    box_3d, target, n_acc, out
+        As in :func:`insert_slices_rfft_3d`.
+
+    Returns
+    -------
+    data, ctf, mult
+        complex128, float64, float64 ``(n_acc, s3, s3, s3//2+1)``.
+    """
+    from ._insert_kernels import gather_slices_kernel
+
+    slices = np.ascontiguousarray(slices, dtype=np.complex64)
+    weights = np.ascontiguousarray(weights, dtype=np.float32)
+    n, n_frames = slices.shape[:2]
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    if rows.shape != (n, n_frames, 2, 3):
+        raise ValueError(f"rows must be {(n, n_frames, 2, 3)}, got {rows.shape}")
+    normals = np.ascontiguousarray(np.cross(rows[:, :, 0], rows[:, :, 1]))
+    norm = np.linalg.norm(normals, axis=-1, keepdims=True)
+    normals = normals / np.where(norm > 0, norm, 1.0)
+    target = np.arange(n, dtype=np.int64) if target is None else np.ascontiguousarray(target, dtype=np.int64)
+    if n_acc is None:
+        n_acc = int(target.max()) + 1 if n else 0
+    shape = (n_acc, box_3d, box_3d, box_3d // 2 + 1)
+    if out is None:
+        out = (np.zeros(shape, np.complex128), np.zeros(shape, np.float64), np.zeros(shape, np.float64))
+    data, ctf, mult = out
+    for arr, dt in ((data, np.complex128), (ctf, np.float64), (mult, np.float64)):
+        if arr.shape != shape or arr.dtype != dt or not arr.flags.c_contiguous:
+            raise ValueError(f"accumulator must be C-contiguous {dt.__name__} {shape}")
+    gather_slices_kernel(slices, weights, rows, normals, np.ascontiguousarray(visible, dtype=np.uint8), target,
+                         data, ctf, mult)
+    return data, ctf, mult

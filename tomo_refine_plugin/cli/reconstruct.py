@@ -1,0 +1,35 @@
+"""``tomo-refine reconstruct``: half maps and FSC from particles (``relion_tomo_reconstruct_particle`` flags)."""
+from __future__ import annotations
+
+import shlex
+import sys
+
+from ..compute.reconstruct import ReconstructOptions, run_reconstruct
+
+
+def add_arguments(parser) -> None:
+    g = parser.add_argument_group("Input (an explicit --p/--t/--mot overrides the entry of --i)")
+    g.add_argument("--i", help="optimisation set STAR")
+    g.add_argument("--p", help="particle set STAR")
+    g.add_argument("--t", help="tomogram set STAR")
+    g.add_argument("--mot", help="particle trajectories (motion.star)")
+    g = parser.add_argument_group("Reconstruction")
+    g.add_argument("--b", type=int, required=True, help="box size (binned px, even)")
+    g.add_argument("--crop", type=int, default=-1, help="centre-crop the output maps to this size (tapered)")
+    g.add_argument("--bin", type=float, default=1.0, help="binning factor")
+    g.add_argument("--SNR", type=float, default=-1.0, help="Wiener SNR (<=0: RELION's heuristic)")
+    g.add_argument("--no_ctf", action="store_true", help="do not apply CTFs (nor dose weights)")
+    g.add_argument("--no_circle_crop", action="store_true", help="do not circle-crop the 2D images")
+    g.add_argument("--cutoff_fract", type=float, default=0.01, help="ignore frequencies with dose weight <= this")
+    g.add_argument("--taper", type=float, default=10.0, help="taper width (px) when cropping")
+    g.add_argument("--j", type=int, default=6, help="threads")
+    g.add_argument("--o", required=True, help="output directory")
+
+
+def run(args) -> int:
+    names = set(ReconstructOptions.__dataclass_fields__)
+    opts = ReconstructOptions(**{k: v for k, v in vars(args).items() if k in names})
+    command = "tomo-refine " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    result = run_reconstruct(opts, command=command)
+    print(f"wrote {result.half1}, {result.half2}, {result.merged} and {result.fsc_star}")
+    return 0
