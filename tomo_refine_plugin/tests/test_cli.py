@@ -83,3 +83,22 @@ def test_demo_end_to_end(tmp_path, capsys):
     rms_after = float(after.split("RMS")[1].split()[0])
     assert rms_before > 2.0 and rms_after < 0.5
     assert "half-map FSC 0.143" in after
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_readme_opens_with_the_two_fresh_machine_commands():
+    text = (REPO / "README.rst").read_text()
+    blocks = [b.split("\n\n", 1)[1].strip().splitlines()[0].strip()
+              for b in text.split(".. code-block:: bash")[1:3]]
+    assert blocks == ["pip install -e . && tomo-refine demo", "pip install -e '.[test]' && python -m pytest"]
+    # .ci/run runs exactly the README's test command.
+    assert "\npython -m pytest\n" in (REPO / ".ci" / "run").read_text()
+
+
+def test_readme_deviations_match_docs():
+    # README.rst (the PyPI page) carries a copy of docs/DEVIATIONS.md; .ci/sync_readme.py refreshes it.
+    done = subprocess.run([sys.executable, str(REPO / ".ci" / "sync_readme.py"), "--check"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
