@@ -246,3 +246,44 @@ def test_image_formation_matches_golden_simulator(golden_dir, monkeypatch):
     assert residual == pytest.approx(1.0, abs=0.01)
     # and the signal is there at all: the golden images have ~2x the noise variance.
     assert golden.var() / noise_var > 1.5
+
+
+@pytest.mark.parametrize("y_tilt_deg, offset_px, expected_extra_defocus_angst", [
+    (0.0, (0.0, 0.0, 10.0), -60.0),   # untilted: depth = +10 px, hand -1, 6 Å/px -> ΔfU,V − 60 Å
+    (30.0, (10.0, 0.0, 0.0), 30.0),   # [Ry(30°)·(10,0,0)]_z = −sin 30°·10 = −5 px -> +30 Å
+])
+def test_depth_dependent_defocus_by_hand(y_tilt_deg, offset_px, expected_extra_defocus_angst):
+    # A particle off the tomogram centre must look exactly like one at the centre imaged with the defocus
+    # changed by hand · pix · [R_f (p − c)]_z (notes §4.2); the placement is the same in both.
+    from tomo_refine_plugin.compute.conventions import relion_angles_to_projection
+
+    box, pix, size = 16, 6.0, (64, 64, 32)
+    rng = np.random.default_rng(0)
+    volume = rng.random((box, box, box))
+    coeffs = prepare_map(volume)
+    proj = relion_angles_to_projection([0.0], [y_tilt_deg], [0.0], [0.0], [0.0], pix, size, (64, 64))
+    centre = np.array(size) / 2.0
+    moved = centre + np.array(offset_px)
+    # Shift the image back so both land on the same pixel: compare the particle at 'moved' with the one at
+    # the centre whose projection is then translated by the same (integer) amount.
+    uv_moved = proj[0, :2, :3] @ moved + proj[0, :2, 3]
+    uv_centre = proj[0, :2, :3] @ centre + proj[0, :2, 3]
+    shift = uv_moved - uv_centre
+    common = dict(image_size_px=(64, 64), tomo_size_px=size, pixel_size_angst=pix, hand=-1.0,
+                  defocus_angle_deg=np.zeros(1), pre_exposure_e_per_angst2=np.zeros(1), voltage_kv=300.0,
+                  cs_mm=2.7, amplitude_contrast=0.07, radius_px=4.0)
+    eye = np.eye(3)[None]
+    off_centre, _, _ = render_particles(coeffs, proj, eye, moved[None, None], defocus_u_angst=np.array([20000.0]),
+                                        defocus_v_angst=np.array([19000.0]), **common)
+    shifted_proj = proj.copy()
+    shifted_proj[0, :2, 3] += shift
+    reference, _, _ = render_particles(
+        coeffs, shifted_proj, eye, centre[None, None],
+        defocus_u_angst=np.array([20000.0 + expected_extra_defocus_angst]),
+        defocus_v_angst=np.array([19000.0 + expected_extra_defocus_angst]), **common)
+    np.testing.assert_allclose(off_centre, reference, atol=1e-9 * np.abs(reference).max())
+    wrong, _, _ = render_particles(
+        coeffs, shifted_proj, eye, centre[None, None],
+        defocus_u_angst=np.array([20000.0 - expected_extra_defocus_angst]),
+        defocus_v_angst=np.array([19000.0 - expected_extra_defocus_angst]), **common)
+    assert np.abs(wrong - off_centre).max() > 1e-3 * np.abs(reference).max()
