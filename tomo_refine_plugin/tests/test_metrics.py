@@ -76,3 +76,19 @@ def test_spline_deformation_interpolates_node_values():
     np.testing.assert_allclose(d[1], [0.0, -2.0], atol=1e-12)
     # Cell centre, t = 1/2: h = (1/2, 1/2, 1/8, -1/8). Value (1,1): 3·h1·h1 = 3/4; slope_x (0,0): 5·h2·h0 = 5/16.
     np.testing.assert_allclose(d[2], [0.75 + 5.0 / 16.0, -0.5], atol=1e-12)
+
+
+def test_fourier_deformation_by_hand():
+    # 3x3 grid: frequencies (i, j) = (1, 0), (1, -2), (1, -1) (relion_align.md §6); 12 coefficients laid out
+    # [dim][frequency][a, b]. Only a of (1, 0) in x and b of (1, -1) in y are set.
+    c = np.zeros((2, 3, 2))
+    c[0, 0, 0] = 2.0
+    c[1, 2, 1] = 0.5
+    w, h = 90.0, 60.0
+    uv = np.array([[30.0, 20.0]])
+    d = deformation_displacement_px(uv, "Fourier", c.ravel(), (3, 3), (w, h))
+    x_expected = 2.0 * np.cos(np.pi * 30.0 / w)  # = 1
+    y_expected = 0.5 * np.sin(np.pi * (30.0 / w - 20.0 / h))  # = 0
+    np.testing.assert_allclose(d, [[x_expected, y_expected]], atol=1e-12)
+    d2 = deformation_displacement_px(np.array([[45.0, 0.0]]), "Fourier", c.ravel(), (3, 3), (w, h))
+    np.testing.assert_allclose(d2, [[0.0, 0.5 * np.sin(np.pi / 2)]], atol=1e-12)
