@@ -46,8 +46,9 @@ def build_scipion_files(dataset_dir, out_dir, tomo_bin=8, copies=None):
             section, stack = split_image_name(table["rlnMicrographName"].iloc[0])
             stack = Path(stack).absolute()
             link = out_dir / f"{new}.mrcs"
-            if not link.exists():
-                os.symlink(stack, link)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            os.symlink(stack, link)
             dose = np.asarray(optics.pre_exposure_e_per_angst2, float)
             order = np.argsort(np.argsort(dose, kind="stable"), kind="stable")
             steps = np.diff(np.sort(dose))

@@ -35,6 +35,7 @@ SIM = dict(n_tomograms=1, n_tilts=11, tilt_step_deg=10.0, image_size_px=(128, 12
            pixel_size_angst=6.0, box_px=32, n_particles=10, snr=4.0, angle_err_deg=(0.0, 0.3, 0.3),
            shift_err_px=2.0, position_err_px=1.0, seed=3)
 BOX = 32
+COPIES = {"TS_01": "TS_01", "TS_02": "TS_01"}  # two tomograms (resume, per-tomogram steps) from one simulation
 
 
 def simulate(out_dir):
@@ -88,8 +89,11 @@ def import_half_maps(test, sim_dir, pixel_size, label):
     return prot.outputVolume
 
 
-def reprojection_rms_px(tomograms_star, particles_star, truth_dir, cwd):
-    """RMS over particle-tilts of the 2D distance between estimated and true projections (px)."""
+def reprojection_rms_px(tomograms_star, particles_star, truth_dir, cwd, copies):
+    """RMS over particle-tilts of the 2D distance between estimated and true projections (px).
+
+    ``copies`` {tsId: source tsId}: a copied tomogram's particle ``<tsId>/<k>`` is the source's ``<src>/<k>``.
+    """
     from tomo_refine_plugin.compute.geometry import particle_positions_px, project_points
     from tomo_refine_plugin.compute.io.particles import read_particle_set
     from tomo_refine_plugin.compute.io.tomograms import read_tomogram_set
@@ -114,7 +118,11 @@ def reprojection_rms_px(tomograms_star, particles_star, truth_dir, cwd):
         true = uv(os.path.join(truth_dir, "tomograms.star"), os.path.join(truth_dir, "particles.star"))
     finally:
         os.chdir(here)
-    d = np.concatenate([np.linalg.norm(est[k] - true[k], axis=-1).ravel() for k in est])
+    def source(name):
+        tomo, k = name.rsplit("/", 1)
+        return f"{copies.get(tomo, tomo)}/{k}"
+
+    d = np.concatenate([np.linalg.norm(est[k] - true[source(k)], axis=-1).ravel() for k in est])
     return float(np.sqrt(np.mean(d ** 2)))
 
 
@@ -124,7 +132,7 @@ class TestTomoRefineProtocols(BaseTest):
         setupTestProject(cls)
         cls.sim_dir = simulate(cls.getOutputPath("sim"))
         cls.main_dir = cls.getOutputPath("scipion_main")
-        cls.info = build_scipion_files(cls.sim_dir, cls.main_dir, copies={"TS_01": "TS_01", "TS_02": "TS_01"})
+        cls.info = build_scipion_files(cls.sim_dir, cls.main_dir, copies=COPIES)
         cls.other_dir = cls.getOutputPath("scipion_other")
         cls.ts, cls.ctf, cls.coords, cls.tomos = import_inputs(cls, cls.main_dir, cls.info, "main")
         pix = cls.info["TS_01"]["pixel_size"]
@@ -198,9 +206,9 @@ class TestTomoRefineProtocols(BaseTest):
         extra = os.path.abspath(prot._getExtraPath())
         truth = os.path.join(self.sim_dir, "truth")
         before = reprojection_rms_px(os.path.join(extra, C.IN_TOMOGRAMS_STAR),
-                                     os.path.join(extra, C.IN_PARTICLES_STAR), truth, self.sim_dir)
+                                     os.path.join(extra, C.IN_PARTICLES_STAR), truth, self.sim_dir, COPIES)
         after = reprojection_rms_px(os.path.join(extra, C.OUT_TOMOGRAMS_STAR),
-                                    os.path.join(extra, C.OUT_PARTICLES_STAR), truth, self.sim_dir)
+                                    os.path.join(extra, C.OUT_PARTICLES_STAR), truth, self.sim_dir, COPIES)
         print(f"reprojection RMS vs truth: before {before:.3f} px, after {after:.3f} px")
         assert after < 0.5 * before and after < 1.0
 
@@ -237,15 +245,18 @@ class TestTomoRefineProtocols(BaseTest):
         from tomo_refine_plugin.compute.io.mrc import read_mrc
         from tomo_refine_plugin.compute.subtomo.program import run_subtomo
 
-        # Make the second tomogram's stack unreadable: the run stops on TS_02 after finishing TS_01.
+        # Break the second tomogram's stack (valid header, truncated data): the run stops on TS_02 after
+        # finishing TS_01, like a job killed mid-run.
         stack = os.path.join(self.main_dir, "TS_02.mrcs")
         hidden = stack + ".hidden"
         os.rename(stack, hidden)
+        with open(os.path.realpath(hidden), "rb") as src, open(stack, "wb") as dst:
+            dst.write(src.read(1024 + 4096))
         prot = self._subtomo("pseudo-subtomos (resume)")
         try:
             self.proj.launchProtocol(prot, wait=True)
-            prot = self.updateProtocol(prot) if hasattr(self, "updateProtocol") else prot
         finally:
+            os.remove(stack)
             os.rename(hidden, stack)
         self.assertEqual(prot.getStatus(), STATUS_FAILED)
         first = sorted(self._part_files(prot, "TS_01"))

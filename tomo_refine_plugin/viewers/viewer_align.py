@@ -6,7 +6,6 @@ turns them into arrays. :func:`align_figure` is what the viewer and the tests ca
 """
 from __future__ import annotations
 
-import glob
 import os
 
 import numpy as np
@@ -50,21 +49,21 @@ def projections_before_after(extra_dir, ts_id):
 
 
 def _report_cc(extra_dir, ts_id, n_tilts):
-    """(cc_before, cc_after) per tilt from the engine's report folder when it has them, else (None, None)."""
+    """(cc_before, cc_after) per tilt from the engine's ``report/align_report.star`` (table = tomogram
+    name), else (None, None)."""
     from ..compute.io.star import read_star
 
-    for path in sorted(glob.glob(os.path.join(extra_dir, "report", f"*{ts_id}*"))):
-        if not path.endswith(".star"):
-            continue
-        for table in read_star(path).values():
-            if not hasattr(table, "columns") or len(table) != n_tilts:
-                continue
-            before = [c for c in table.columns if "cc" in c.lower() and "before" in c.lower()]
-            after = [c for c in table.columns if "cc" in c.lower() and "after" in c.lower()]
-            if before or after:
-                return (table[before[0]].to_numpy(float) if before else None,
-                        table[after[0]].to_numpy(float) if after else None)
-    return None, None
+    path = os.path.join(extra_dir, "report", "align_report.star")
+    if not os.path.exists(path):
+        return None, None
+    table = read_star(path).get(ts_id)
+    if table is None or not hasattr(table, "columns") or len(table) != n_tilts:
+        return None, None
+    before = table["tomoRefineCcBefore"].to_numpy(float) if "tomoRefineCcBefore" in table else None
+    after = table["tomoRefineCcAfter"].to_numpy(float) if "tomoRefineCcAfter" in table else None
+    if before is not None and np.all(np.isnan(before)):
+        before = None
+    return before, after
 
 
 def align_figure(extra_dir, ts_id, kind, tilt_index=None, fig=None):
@@ -97,7 +96,7 @@ def align_figure(extra_dir, ts_id, kind, tilt_index=None, fig=None):
         section, path = split_image_name(t0.tilt_table(ts_id)["rlnMicrographName"].iloc[k])
         image = read_mrc_slices(path, [section or 0])[0]
         return plots.plot_projected_particles(image, uv0[:, k], uv1[:, k],
-                                              title=f"{ts_id} tilt {g0.y_tilt_deg[k]:.1f}°")
+                                              title=f"{ts_id} tilt {g0.y_tilt_deg[k]:.1f}°", fig=fig)
     raise ValueError(f"kind must be one of {FIGURES}, got {kind!r}")
 
 

@@ -18,10 +18,22 @@ def _weights_path(data_path):
     return None
 
 
+def half_grid_to_full_centred(half, box):
+    """A Hermitian half-grid ``(s, s, s//2+1)`` with DC at index 0 (FFT order) → the full ``(s, s, s)``
+    volume with DC at ``s//2`` on every axis (for display)."""
+    h = np.asarray(half, np.float32)
+    full = np.zeros((box, box, box), np.float32)
+    full[:, :, : box // 2 + 1] = h
+    mirrored = np.roll(np.flip(h, axis=(0, 1)), 1, axis=(0, 1))  # h[-z, -y, kx]
+    for kx in range(1, (box + 1) // 2):
+        full[:, :, box - kx] = mirrored[:, :, kx]
+    return np.fft.fftshift(full)
+
+
 def pseudo_subtomo_volumes(data_path, ctf_path=None):
-    """{label: (z, y, x)} for one pseudo-subtomogram: data, and when a weights file exists its CTF² and
-    multiplicity volumes (RELION's ``_weights.mrc`` holds CTF² in its first half and multiplicity in the
-    second when written with --multi; otherwise the whole file is CTF²)."""
+    """{label: (z, y, x)} for one pseudo-subtomogram: data (real space), and when a weights file exists
+    its CTF² and multiplicity (Fourier space, DC at the centre). RELION's ``_weights.mrc`` is
+    ``(2s, s, s//2+1)``: CTF² for z < s, multiplicity for z ≥ s, both unshifted half-grids."""
     from ..compute.io.mrc import read_mrc
 
     data, _ = read_mrc(data_path)
@@ -30,11 +42,12 @@ def pseudo_subtomo_volumes(data_path, ctf_path=None):
     if weights_path and os.path.exists(weights_path):
         w, _ = read_mrc(weights_path)
         w = np.asarray(w, np.float32)
-        if w.ndim == 3 and w.shape[0] == 2 * volumes["data"].shape[0]:
-            n = volumes["data"].shape[0]
-            volumes["CTF²"], volumes["multiplicity"] = w[:n], w[n:]
-        else:
-            volumes["CTF²"] = w
+        n = volumes["data"].shape[-1]
+        if w.ndim == 3 and w.shape == (2 * n, n, n // 2 + 1):
+            volumes["CTF²"] = half_grid_to_full_centred(w[:n], n)
+            volumes["multiplicity"] = half_grid_to_full_centred(w[n:], n)
+        elif w.ndim == 3 and w.shape == (n, n, n // 2 + 1):
+            volumes["CTF²"] = half_grid_to_full_centred(w, n)
     return volumes
 
 
