@@ -32,6 +32,7 @@ class ProtTomoRefineAlign(ProtTomoRefineBase):
 
     _label = "refine tilt series and particles"
     _devStatus = pyworkflow.BETA
+    _CLI_PROGRAM = "align"
     _possibleOutputs = ProtTomoRefineAlignOutputs
 
     def _defineParams(self, form):
@@ -53,10 +54,11 @@ class ProtTomoRefineAlign(ProtTomoRefineBase):
                       validators=[params.GE(16)], help="--b")
         form.addParam("maxPosErr", params.IntParam, default=5, label="Max position error (px)",
                       validators=[params.GE(0), params.LE(64)], help="--r: largest shift searched.")
-        form.addParam("alignByShift", params.BooleanParam, default=False, label="Align by shift only?",
-                      help="--shift_only")
+        # --shift_only is refused by the engine for now ("not yet available"): hidden, still passed on.
+        form.addParam("alignByShift", params.BooleanParam, default=False, condition="False",
+                      label="Align by shift only? (not yet available)", help="--shift_only")
         form.addParam("alignmentModel", params.EnumParam, choices=["tiltImages", "onlyParticles"], default=0,
-                      condition="alignByShift", display=params.EnumParam.DISPLAY_HLIST, label="Alignment model",
+                      condition="False", display=params.EnumParam.DISPLAY_HLIST, label="Alignment model",
                       help="onlyParticles: --shift_only_by_particles.")
         form.addParam("maxIterations", params.IntParam, default=10000, label="Max iterations",
                       expertLevel=params.LEVEL_ADVANCED, validators=[params.GE(1)], help="--it")
@@ -246,14 +248,25 @@ class ProtTomoRefineAlign(ProtTomoRefineBase):
     def _summary(self):
         lines = []
         report = getattr(self, ProtTomoRefineAlignOutputs.alignReport.name, None)
-        if report is not None:
-            lines.append(f"Refined {report.getNTomograms()} tilt series; report in {report.getReportDir()}.")
-            summary = os.path.join(report.getReportDir() or "", "summary.txt")
-            if os.path.exists(summary):
-                with open(summary) as fh:
-                    lines.extend(line.rstrip() for line in fh.readlines()[:10])
-        elif self.isFinished():
-            lines.append("No output.")
+        if report is None:
+            return ["No output."] if self.isFinished() else []
+        lines.append(f"Refined {report.getNTomograms()} tilt series; report in {report.getReportDir()}.")
+        path = os.path.join(report.getReportDir() or "", "align_report.star")
+        if os.path.exists(path):
+            from ..compute.io.star import read_star
+
+            for name, table in read_star(path).items():
+                if not hasattr(table, "columns") or "tomoRefineCcAfter" not in table:
+                    continue
+                before = table["tomoRefineCcBefore"].to_numpy(float) if "tomoRefineCcBefore" in table else None
+                after = table["tomoRefineCcAfter"].to_numpy(float)
+                move = table["tomoRefineMeanMovePx"].to_numpy(float) if "tomoRefineMeanMovePx" in table else None
+                text = f"{name}: Σ CC {np.nansum(after):.4g}"
+                if before is not None and not np.all(np.isnan(before)):
+                    text = f"{name}: Σ CC {np.nansum(before):.4g} → {np.nansum(after):.4g}"
+                if move is not None:
+                    text += f", mean 2D move {np.nanmean(move):.2f} px (max tilt {np.nanmax(move):.2f})"
+                lines.append(text)
         return lines
 
     def _methods(self):

@@ -22,10 +22,28 @@ from ..compute.errors import InputError
 PIXEL_SIZE_RTOL = 1e-3
 
 
+def cli_command(program, options) -> str:
+    """``tomo-refine <program> ...`` with every option that differs from its default (RELION flag names)."""
+    import dataclasses
+    import shlex
+
+    parts = ["tomo-refine", program]
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if value == f.default or f.name in ("only_tomos", "merge_only"):
+            continue
+        if isinstance(value, bool):
+            parts.append(f"--{f.name}")
+        else:
+            parts += [f"--{f.name}", shlex.quote(str(value))]
+    return " ".join(parts)
+
+
 class ProtTomoRefineBase(EMProtocol, ProtTomoBase):
     """Base of the tomo-refine protocols (not shown in the GUI: it has no ``_label``)."""
 
     _label = None
+    _CLI_PROGRAM = None  # "align" or "subtomo"
     stepsExecutionMode = STEPS_PARALLEL
 
     # ------------------------------------------------------------------ form
@@ -187,6 +205,9 @@ class ProtTomoRefineBase(EMProtocol, ProtTomoBase):
         self._checkInputsOrRaise()
         self._checkSpecificInputsOrRaise()
         self._writeInputStars()
+        command = cli_command(self._CLI_PROGRAM, self.engineOptions())
+        self.info("Equivalent command line (scale out with --only_tomos NAME per array task, then --merge_only; "
+                  "'Continue' on this run then skips the finished tomograms):\n  " + command)
 
     def _checkSpecificInputsOrRaise(self):
         errors = self._specificErrors()

@@ -24,6 +24,7 @@ class ProtTomoRefinePseudoSubtomos(ProtTomoRefineBase):
 
     _label = "make pseudo-subtomograms"
     _devStatus = pyworkflow.BETA
+    _CLI_PROGRAM = "subtomo"
     _possibleOutputs = ProtTomoRefinePseudoSubtomosOutputs
 
     def _defineParams(self, form):

@@ -64,3 +64,30 @@ def test_half_grid_expansion_is_hermitian_and_centred():
         out = half_grid_to_full_centred(half, box)
         np.testing.assert_allclose(out, np.fft.fftshift(full), rtol=1e-5)
         assert out.shape == (box, box, box)
+
+
+@pytest.mark.parametrize("program", ["subtomo", "align"])
+def test_logged_command_line_parses_back_to_the_same_options(program):
+    """The 'equivalent command line' a protocol logs is what the CLI turns into the same options."""
+    import shlex
+    from dataclasses import replace
+
+    from tomo_refine_plugin.cli import build_parser
+    from tomo_refine_plugin.protocols.protocol_base import cli_command
+
+    if program == "subtomo":
+        from tomo_refine_plugin.cli.subtomo import options_from_args
+        from tomo_refine_plugin.compute.subtomo import SubtomoOptions
+
+        opts = SubtomoOptions(o="/x/extra/", b=48, t="/x/t.star", p="/x/p y.star", crop=32, bin=2.0, stack2d=True,
+                              float16=True, min_frames=3, max_dose=50.0, cone_weight=True, cone_angle=12.0, j=2,
+                              only_do_unfinished=True)
+    else:
+        from tomo_refine_plugin.cli.align import options_from_args
+        from tomo_refine_plugin.compute.align.program import AlignOptions
+
+        opts = AlignOptions(o="/x/extra/", b=32, t="/x/t.star", p="/x/p.star", ref1="/x/h1.mrc", ref2="/x/h2.mrc",
+                            mask="/x/m.mrc", r=6, it=50, j=2, only_do_unfinished=True)
+    argv = shlex.split(cli_command(program, opts))[1:]
+    parsed = options_from_args(build_parser().parse_args(argv))
+    assert replace(parsed, o=opts.o) == opts
