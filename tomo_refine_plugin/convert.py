@@ -195,8 +195,9 @@ def particle_rows(items, ts_pixel_size_angst: dict) -> pd.DataFrame:
     Parameters
     ----------
     items
-        Iterable of ``(coordinate, matrix_relion_convention (4, 4), coordinate_pixel_size_angst, tomogram)``
-        with the coordinate's tomogram attached.
+        Iterable of ``(coordinate, matrix_relion_convention (4, 4), coordinate_pixel_size_angst, tomogram,
+        object id)`` with the coordinate's tomogram attached; the object id (of the input coordinate or
+        subtomogram) is written as ``sciObjId`` to map the engine's output rows back.
     ts_pixel_size_angst
         {tsId: tilt-series pixel size}, to check that the particle's tomogram has a tilt series.
     """
@@ -204,7 +205,7 @@ def particle_rows(items, ts_pixel_size_angst: dict) -> pd.DataFrame:
 
     rows = []
     counters = {}
-    for coord, matrix, coord_pix, tomo in items:
+    for coord, matrix, coord_pix, tomo, obj_id in items:
         ts_id = coord.getTomoId() or tomo.getTsId()
         if ts_id not in ts_pixel_size_angst:
             raise InputError(
@@ -241,7 +242,7 @@ def particle_rows(items, ts_pixel_size_angst: dict) -> pd.DataFrame:
                 "rlnAnglePsi": 0.0,
                 "rlnOpticsGroup": 1,
                 "rlnRandomSubset": (len(rows) % 2) + 1,
-                "sciObjId": int(coord.getObjId()),
+                "sciObjId": int(obj_id),
             }
         )
     return pd.DataFrame(rows)

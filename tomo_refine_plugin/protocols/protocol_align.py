@@ -218,14 +218,16 @@ class ProtTomoRefineAlign(ProtTomoRefineBase):
             )
         from tomo.constants import SCIPION
 
-        for coord in coords.iterCoordinates():
-            i = by_obj.get(coord.getObjId())
+        for obj_id, coord in self._coordinatesById().items():
+            i = by_obj.get(obj_id)
             if i is None:
                 continue
             label = rows.index[i]
             pos = positions_by_tomo[str(rows.loc[label, "rlnTomoName"])][label]
             new = coord.clone()
-            new.setVolume(tomo_by_id[coord.getTomoId()])
+            ts_id = str(rows.loc[label, "rlnTomoName"])
+            new.setVolume(tomo_by_id[ts_id])
+            new.setTomoId(ts_id)
             new.setPosition(float(pos[0]), float(pos[1]), float(pos[2]), SCIPION)
             setattr(new, C.ATTR_PARTICLE_NAME, pyworkflow.object.String(str(rows.loc[label, "rlnTomoParticleName"])))
             out_coords.append(new)

@@ -155,7 +155,7 @@ class ProtTomoRefineBase(EMProtocol, ProtTomoBase):
         return infos
 
     def _particleItems(self):
-        """(coordinate, TR_RELION matrix, coordinate pixel size, tomogram) per particle."""
+        """(coordinate, TR_RELION matrix, coordinate pixel size, tomogram, input object id) per particle."""
         from tomo.constants import TR_RELION
 
         particles = self.inputParticles.get()
@@ -168,14 +168,21 @@ class ProtTomoRefineBase(EMProtocol, ProtTomoBase):
             for coord in particles.iterCoordinates():
                 tomo = tomo_by_id.get(coord.getTomoId())
                 coord.setVolume(tomo)
-                yield coord.clone(), coord.getMatrix(convention=TR_RELION), coord_pix, tomo
+                yield coord.clone(), coord.getMatrix(convention=TR_RELION), coord_pix, tomo, coord.getObjId()
         else:
             for sub in particles.iterItems():
                 coord = sub.getCoordinate3D()
                 tomo = tomo_by_id.get(coord.getTomoId() or sub.getVolName())
                 coord.setVolume(tomo)
                 matrix = sub.getTransform(convention=TR_RELION).getMatrix()
-                yield coord.clone(), matrix, coord_pix, tomo
+                yield coord.clone(), matrix, coord_pix, tomo, sub.getObjId()
+
+    def _coordinatesById(self):
+        """{input object id: Coordinate3D clone} for the particle input (coordinates or subtomograms)."""
+        particles = self.inputParticles.get()
+        if particles.getClassName().startswith("SetOfCoordinates"):
+            return {c.getObjId(): c.clone() for c in particles.iterItems()}
+        return {s.getObjId(): s.getCoordinate3D().clone() for s in particles.iterItems()}
 
     def _writeInputStars(self):
         """Write extra/in_tomograms.star (+ in_tilt_series/) and extra/in_particles.star."""

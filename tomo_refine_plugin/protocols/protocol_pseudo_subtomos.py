@@ -128,11 +128,20 @@ class ProtTomoRefinePseudoSubtomos(ProtTomoRefineBase):
         if coords is not None:
             out.setCoordinates3D(coords)
 
-        coord_by_obj = {}
-        if coords is not None and "sciObjId" in pset.particles:
-            coord_by_obj = {c.getObjId(): c.clone() for c in coords.iterItems()}
+        coord_by_obj = self._coordinatesById() if "sciObjId" in pset.particles else {}
         rows = pset.particles
-        for _, row in rows.iterrows():
+        # The item transform is the particle's full orientation A_sub·A_part (and origin), as the
+        # converter reads a Coordinate3D/SubTomogram matrix, so this set can be the particle input of
+        # another run and give back the same particles.star rows.
+        from pwem.objects import Transform
+        from tomo.constants import TR_RELION
+
+        from ..convert import scipion_matrix_from_relion
+
+        matrices = pset.particle_matrices(rows)
+        origins = pset.origins_angst(rows)
+        coord_pix = float(coords.getSamplingRate()) if coords is not None else ts_pix
+        for k, (_, row) in enumerate(rows.iterrows()):
             item = TomoRefinePseudoSubtomogram()
             item.setFileName(str(row.get("rlnImageName", "")))
             item.setSamplingRate(ts_pix * binning)
@@ -147,6 +156,8 @@ class ProtTomoRefinePseudoSubtomos(ProtTomoRefineBase):
                 item.setVisibleFrames(str(row["rlnTomoVisibleFrames"]))
             if "rlnCtfImage" in row:
                 item.setCtfFile(str(row["rlnCtfImage"]))
+            item.setTransform(Transform(scipion_matrix_from_relion(matrices[k], origins[k], coord_pix)),
+                              convention=TR_RELION)
             coord = coord_by_obj.get(int(row["sciObjId"])) if coord_by_obj else None
             if coord is not None:
                 item.setCoordinate3D(coord)

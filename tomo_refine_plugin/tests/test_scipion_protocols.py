@@ -199,7 +199,8 @@ class TestTomoRefineProtocols(BaseTest):
     def test_align_refines_and_outputs_round_trip(self):
         from tomo_refine_plugin.convert import TiltSeriesInfo
 
-        prot = self._align("refine")
+        # Two tomogram steps at once (ThreadStepExecutor), one engine thread each.
+        prot = self._align("refine", numberOfThreads=3, binThreads=1)
         t0 = time.time()
         self.launchProtocol(prot)
         print(f"align protocol: {time.time() - t0:.1f} s")
@@ -297,6 +298,29 @@ class TestTomoRefineProtocols(BaseTest):
             np.testing.assert_allclose(data_p, data_c, rtol=0, atol=1e-6)
             compared += 1
         assert compared == out.getSize()
+
+        # The pseudo-subtomogram set is itself a valid particle input (SetOfSubTomograms path of the
+        # converter): its rows give back the positions and orientations that went in.
+        from tomo_refine_plugin.compute.conventions import euler_zyz_to_matrix
+        from tomo_refine_plugin.compute.io.particles import read_particle_set
+        from tomo_refine_plugin.convert import particle_rows
+
+        again = particle_rows(self._align("from subtomos", inputParticles=out, inputTomograms=self.tomos)
+                              ._particleItems(), {"TS_01": 6.0, "TS_02": 6.0})
+        written = read_particle_set(os.path.join(prot._getExtraPath(), C.OUT_PARTICLES_STAR)).particles
+        assert len(again) == len(written)
+
+        def canonical(rows):
+            xyz = rows[[f"rlnCenteredCoordinate{a}Angst" for a in "XYZ"]].to_numpy(float)
+            rot = [c for c in ("rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSubtomogramPsi")]
+            a = euler_zyz_to_matrix(*(rows[c].to_numpy(float) for c in rot)) if rot[0] in rows else None
+            order = np.lexsort(xyz.T)
+            return xyz[order], (a[order] if a is not None else None)
+
+        xyz_a, a_a = canonical(again)
+        xyz_w, a_w = canonical(written)
+        np.testing.assert_allclose(xyz_a, xyz_w, atol=1e-3)
+        np.testing.assert_allclose(a_a, a_w, atol=1e-6)
 
         from tomo_refine_plugin.viewers import TomoRefinePseudoSubtomoViewer
 
