@@ -18,6 +18,13 @@ setup(
     long_description=(here / "README.rst").read_text(),
     long_description_content_type="text/x-rst",
     license="GPL-3.0-or-later",
+    classifiers=[
+        "License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Bio-Informatics",
+        "Intended Audience :: Science/Research",
+    ],
+    keywords="scipion cryo-em cryo-et tomography relion subtomogram-averaging",
     python_requires=">=3.9",
     packages=find_packages(exclude=["benchmarks"]),
     include_package_data=True,
