@@ -36,19 +36,25 @@ def project_map(coefficients: np.ndarray, rotations: np.ndarray) -> np.ndarray:
     -------
     projections
         float64 ``(n, b, b)`` = (image y, image x), centre pixel ``(b//2, b//2)`` at the particle centre.
+        Density beyond radius ``b/2 + 1`` from the box centre is ignored.
     """
     b = coefficients.shape[0]
     c = b // 2
     axis = np.arange(b, dtype=np.float64) - c
     dz, dy, dx = np.meshgrid(axis, axis, axis, indexing="ij")
-    d = np.stack([dx.ravel(), dy.ravel(), dz.ravel()])  # (3, b³) image-frame displacements (x, y, z)
-    out = np.empty((len(rotations), b, b))
+    # Only the ball the box's contents can rotate into is sampled (about half the cube): any rotation of a
+    # voxel of the box stays within radius √3·b/2, but only the inscribed ball (radius b/2 + 1, the support
+    # assumed for the particle, as RELION's reference masks do) is needed; the rest of the cube samples zeros.
+    keep = (dx * dx + dy * dy + dz * dz) <= (b / 2.0 + 1.0) ** 2
+    d = np.stack([dx[keep], dy[keep], dz[keep]])  # (3, n) image-frame displacements (x, y, z)
+    pixel = (dy[keep] + c).astype(np.intp) * b + (dx[keep] + c).astype(np.intp)
+    out = np.zeros((len(rotations), b * b))
     for i, m in enumerate(np.asarray(rotations, dtype=np.float64)):
         s = m.T @ d  # box-frame displacement (x, y, z)
         coords = s[::-1] + c  # array order (z, y, x)
         values = ndimage.map_coordinates(coefficients, coords, order=3, mode="constant", cval=0.0, prefilter=False)
-        out[i] = values.reshape(b, b, b).sum(axis=0)
-    return out
+        out[i] = np.bincount(pixel, values, minlength=b * b)
+    return out.reshape(len(rotations), b, b)
 
 
 def fourier_shift_rfft(image_rfft: np.ndarray, shift_xy, box_px: int) -> np.ndarray:
