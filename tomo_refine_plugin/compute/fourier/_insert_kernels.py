@@ -10,10 +10,11 @@ from numba import njit, prange
 
 
 @njit(cache=True)
-def _splat_one(val_re, val_im, wt, px, py, pz, scale, s3, sh3, data, ctf, mult):
-    """Splat one 2D sample at 3D frequency ``(px, py, pz)`` (Fourier voxels) into ``data/ctf/mult``.
+def _splat_one(val_re, val_im, wt, px, py, pz, scale, s3, sh3, acc):
+    """Splat one 2D sample at 3D frequency ``(px, py, pz)`` (Fourier voxels) into ``acc``.
 
-    ``data`` is complex128 ``(s3, s3, sh3)`` = (kz, ky, kx), FFT order in kz, ky. Samples with
+    ``acc`` is float64 ``(s3, s3, sh3, 4)`` = (kz, ky, kx, [re, im, ctf, mult]), FFT order in kz, ky; the
+    four sums of a voxel share a cache line, which is what makes the scattered updates cheap. Samples with
     ``px < 0`` are reflected to their Friedel mate; the ``kx = 0`` plane gets the Hermitian copy too.
     """
     if px < 0.0:
@@ -32,34 +33,35 @@ def _splat_one(val_re, val_im, wt, px, py, pz, scale, s3, sh3, data, ctf, mult):
         gz = z0 + dz
         if gz < -half or gz >= half:
             continue
-        wz = fz if dz == 1 else 1.0 - fz
+        wz = scale * (fz if dz == 1 else 1.0 - fz)
+        iz = gz + s3 if gz < 0 else gz
         for dy in range(2):
             gy = y0 + dy
             if gy < -half or gy >= half:
                 continue
-            wy = fy if dy == 1 else 1.0 - fy
+            wzy = wz * (fy if dy == 1 else 1.0 - fy)
+            iy = gy + s3 if gy < 0 else gy
             for dx in range(2):
                 gx = x0 + dx
                 if gx >= sh3:
                     continue
-                wx = fx if dx == 1 else 1.0 - fx
-                m = scale * wx * wy * wz
-                iz = gz % s3
-                iy = gy % s3
-                data[iz, iy, gx] += complex(m * val_re, m * val_im)
-                ctf[iz, iy, gx] += m * wt
-                mult[iz, iy, gx] += m
+                m = wzy * (fx if dx == 1 else 1.0 - fx)
+                acc[iz, iy, gx, 0] += m * val_re
+                acc[iz, iy, gx, 1] += m * val_im
+                acc[iz, iy, gx, 2] += m * wt
+                acc[iz, iy, gx, 3] += m
                 if gx == 0:
                     # Hermitian completion of the kx = 0 plane (RELION adds the mirror; the origin gets both)
                     jz = (-gz) % s3
                     jy = (-gy) % s3
-                    data[jz, jy, 0] += complex(m * val_re, -m * val_im)
-                    ctf[jz, jy, 0] += m * wt
-                    mult[jz, jy, 0] += m
+                    acc[jz, jy, 0, 0] += m * val_re
+                    acc[jz, jy, 0, 1] -= m * val_im
+                    acc[jz, jy, 0, 2] += m * wt
+                    acc[jz, jy, 0, 3] += m
 
 
 @njit(cache=True, parallel=True)
-def insert_slices_kernel(slices, weights, rows, visible, x_ranges, target, scale, data, ctf, mult):
+def insert_slices_kernel(slices, weights, rows, visible, x_ranges, target, scale, acc):
     """Insert 2D half-grid slices into 3D half-grid accumulators.
 
     Parameters
@@ -67,7 +69,7 @@ def insert_slices_kernel(slices, weights, rows, visible, x_ranges, target, scale
     slices
         complex64 ``(n, F, s2, sh2)`` = (particle, frame, ky, kx), FFT order in ky.
     weights
-        float32 ``(n, F, s2, sh2)``, accumulated into ``ctf``.
+        float32 ``(n, F, s2, sh2)``, accumulated into the ctf channel.
     rows
         float64 ``(n, F, 2, 3)``: the 3D frequency (x, y, z, in 3D Fourier voxels) of one 2D Fourier
         pixel along kx (row 0) and along ky (row 1).
@@ -80,22 +82,20 @@ def insert_slices_kernel(slices, weights, rows, visible, x_ranges, target, scale
         inserted sequentially (in particle order), so the result is deterministic.
     scale
         Multiplier of every splat weight (RELION: ``|u|·|v| = rbs²``).
-    data, ctf, mult
-        complex128 / float64 / float64 ``(n_acc, s3, s3, sh3)``, accumulated in place.
+    acc
+        float64 ``(n_acc, s3, s3, sh3, 4)``: [data.real, data.imag, ctf, mult], accumulated in place.
     """
     n = slices.shape[0]
     n_frames = slices.shape[1]
     s2 = slices.shape[2]
-    n_acc = data.shape[0]
-    s3 = data.shape[1]
-    sh3 = data.shape[3]
+    n_acc = acc.shape[0]
+    s3 = acc.shape[1]
+    sh3 = acc.shape[3]
     for a in prange(n_acc):
         for i in range(n):
             if target[i] != a:
                 continue
-            d = data[a]
-            c = ctf[a]
-            mu = mult[a]
+            grid = acc[a]
             for f in range(n_frames):
                 if visible[i, f] == 0:
                     continue
@@ -114,7 +114,7 @@ def insert_slices_kernel(slices, weights, rows, visible, x_ranges, target, scale
                         px = x * ux + ky * vx
                         py = x * uy + ky * vy
                         pz = x * uz + ky * vz
-                        _splat_one(v.real, v.imag, weights[i, f, y, x], px, py, pz, scale, s3, sh3, d, c, mu)
+                        _splat_one(v.real, v.imag, weights[i, f, y, x], px, py, pz, scale, s3, sh3, grid)
 
 
 @njit(cache=True)

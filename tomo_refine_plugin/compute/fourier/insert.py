@@ -7,6 +7,8 @@ Grids are rfft half grids, unshifted (DC at index 0): a 2D slice is ``(s2, s2//2
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.fft
 
@@ -134,26 +136,35 @@ def insert_slices_rfft_3d(
     if n_acc is None:
         n_acc = int(target.max()) + 1 if n else 0
     shape = (n_acc, box_3d, box_3d, box_3d // 2 + 1)
+    if out is not None:
+        for arr, dt in zip(out, (np.complex128, np.float64, np.float64)):
+            if arr.shape != shape or arr.dtype != dt:
+                raise ValueError(f"accumulator must be {dt.__name__} {shape}")
+    acc = np.zeros(shape + (4,), np.float64)
+    insert_slices_kernel(slices, weights, rows, visible, x_ranges, target, float(scale), acc)
     if out is None:
-        data = np.zeros(shape, np.complex128)
-        ctf = np.zeros(shape, np.float64)
-        mult = np.zeros(shape, np.float64)
-    else:
-        data, ctf, mult = out
-        for arr, dt in ((data, np.complex128), (ctf, np.float64), (mult, np.float64)):
-            if arr.shape != shape or arr.dtype != dt or not arr.flags.c_contiguous:
-                raise ValueError(f"accumulator must be C-contiguous {dt.__name__} {shape}")
-    insert_slices_kernel(slices, weights, rows, visible, x_ranges, target, float(scale), data, ctf, mult)
+        data = np.empty(shape, np.complex128)
+        data.real = acc[..., 0]
+        data.imag = acc[..., 1]
+        return data, acc[..., 2].copy(), acc[..., 3].copy()
+    data, ctf, mult = out
+    data.real += acc[..., 0]
+    data.imag += acc[..., 1]
+    ctf += acc[..., 2]
+    mult += acc[..., 3]
     return data, ctf, mult
 
 
+@functools.lru_cache(maxsize=4)
 def checkerboard_3d(box: int) -> np.ndarray:
     """``(−1)^(x+y+z)`` on the half grid, float32 ``(box, box, box//2+1)``: moves the real-space
     origin to voxel ``box/2`` (even box)."""
     z = np.arange(box)[:, None, None]
     y = np.arange(box)[None, :, None]
     x = np.arange(box // 2 + 1)[None, None, :]
-    return (1 - 2 * ((x + y + z) % 2)).astype(np.float32)
+    cb = (1 - 2 * ((x + y + z) % 2)).astype(np.float32)
+    cb.setflags(write=False)  # cached: shared by every caller
+    return cb
 
 
 def half_grid_to_real_centred(data, box: int, scale: float = 1.0, workers: int = 1) -> np.ndarray:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -68,7 +69,7 @@ UNSUPPORTED_OPTIONS = {
 # Options that do nothing in RELION either.
 NO_OP_OPTIONS = ("env", "diag")
 
-_MEMORY_BUDGET_BYTES = 160 * 2**20
+_MEMORY_BUDGET_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -356,6 +357,30 @@ def _write_3d_extras(opts, root, vol, ctf, mult, pixb, spec):
         write_mrc(root + "_div.mrc", _taper(real, s3 / 2.0, opts.taper, not opts.no_center), pixb, opts.float16)
 
 
+class _BackgroundWriter:
+    """Writes one chunk's files on a helper thread while the next chunk is computed (at most one chunk
+    in flight, so memory stays bounded); the first write error is raised in the caller's thread."""
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._pending = None
+
+    def submit(self, jobs) -> None:
+        self.wait()
+        self._pending = self._pool.submit(lambda: [fn(*args) for fn, args in jobs])
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
 def _process_tomogram(opts, tset, pset, plan: _TomoPlan, log) -> tuple[int, int]:
     """Make and write the outputs of one tomogram's kept particles. Returns (n_written, n_skipped)."""
     name = plan.name
@@ -399,41 +424,50 @@ def _process_tomogram(opts, tset, pset, plan: _TomoPlan, log) -> tuple[int, int]
     todo = np.asarray(todo)
     optics_cache = {}
     written = 0
-    for group in np.unique(groups[todo]):
-        if group not in optics_cache:
-            optics_cache[group] = _optics_for_group(tset, pset, name, int(group))
-        optics = optics_cache[group]
-        sel = todo[groups[todo] == group]
-        for start in range(0, len(sel), chunk):
-            ids = sel[start : start + chunk]
-            vis = plan.visible[ids]
-            spectra = tilt_spectra(stack, plan.uv[ids], vis, spec, workers=opts.j)
-            data2d, w2d = weight_spectra(spectra, spec, optics, dz_all[ids], tables.dose, workers=opts.j,
-                                         stack2d=opts.stack2d)
-            del spectra
-            if opts.stack2d:
-                for k, stk in zip(ids, stack_2d(data2d, vis, spec)):
-                    _write_stack(plan.roots[k] + "_stack2d.mrcs", stk, pixb, opts.float16)
-                written += len(ids)
-                continue
-            d3, c3, m3 = insert_3d(data2d, w2d, tables.frame_rotations, box_matrices[ids], vis, tables.dose, spec)
-            del data2d, w2d
-            if opts.cone_weight:
-                cw = cone_weights(s3, a_full[ids], opts.cone_angle, opts.cone_sig0)
-                d3 *= cw
-                c3 *= cw
-                m3 *= cw
-            vols, weights = assemble_3d(d3, c3, m3, spec, workers=opts.j)
-            for j_local, k in enumerate(ids):
-                root = plan.roots[k]
+    writer = _BackgroundWriter()
+    try:
+        for group in np.unique(groups[todo]):
+            if group not in optics_cache:
+                optics_cache[group] = _optics_for_group(tset, pset, name, int(group))
+            optics = optics_cache[group]
+            sel = todo[groups[todo] == group]
+            for start in range(0, len(sel), chunk):
+                ids = sel[start : start + chunk]
+                vis = plan.visible[ids]
+                spectra = tilt_spectra(stack, plan.uv[ids], vis, spec, workers=opts.j)
+                data2d, w2d = weight_spectra(spectra, spec, optics, dz_all[ids], tables.dose, workers=opts.j,
+                                             stack2d=opts.stack2d)
+                del spectra
+                if opts.stack2d:
+                    writer.submit([(_write_stack, (plan.roots[k] + "_stack2d.mrcs", stk, pixb, opts.float16))
+                                   for k, stk in zip(ids, stack_2d(data2d, vis, spec))])
+                    written += len(ids)
+                    continue
+                d3, c3, m3 = insert_3d(data2d, w2d, tables.frame_rotations, box_matrices[ids], vis, tables.dose,
+                                       spec)
+                del data2d, w2d
+                if opts.cone_weight:
+                    cw = cone_weights(s3, a_full[ids], opts.cone_angle, opts.cone_sig0)
+                    d3 *= cw
+                    c3 *= cw
+                    m3 *= cw
+                vols, weights = assemble_3d(d3, c3, m3, spec, workers=opts.j)
+                jobs = []
                 extras = opts.ctf or opts.multi or opts.nrm or opts.div
-                if extras:
-                    _write_3d_extras(opts, root, vols[j_local], c3[j_local], m3[j_local], pixb, spec)
-                if not opts.no_comb:
-                    write_mrc(root + "_weights.mrc", weights[j_local], 1.0 / pixb, opts.float16)
-                # the data file last: its presence marks the particle finished (--only_do_unfinished)
-                write_mrc(root + "_data.mrc", vols[j_local], pixb, opts.float16)
-            written += len(ids)
+                for j_local, k in enumerate(ids):
+                    root = plan.roots[k]
+                    if extras:
+                        jobs.append((_write_3d_extras, (opts, root, vols[j_local], c3[j_local], m3[j_local], pixb,
+                                                        spec)))
+                    if not opts.no_comb:
+                        jobs.append((write_mrc, (root + "_weights.mrc", weights[j_local], 1.0 / pixb, opts.float16)))
+                    # the data file last: its presence marks the particle finished (--only_do_unfinished)
+                    jobs.append((write_mrc, (root + "_data.mrc", vols[j_local], pixb, opts.float16)))
+                del d3
+                writer.submit(jobs)
+                written += len(ids)
+    finally:
+        writer.close()
     return written, n_skipped
 
 
