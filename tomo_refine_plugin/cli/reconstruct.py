@@ -1,6 +1,7 @@
 """``tomo-refine reconstruct``: half maps and FSC from particles (``relion_tomo_reconstruct_particle`` flags)."""
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
@@ -29,7 +30,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     names = set(ReconstructOptions.__dataclass_fields__)
     opts = ReconstructOptions(**{k: v for k, v in vars(args).items() if k in names})
-    command = "tomo-refine " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    # the real command line when run as the tomo-refine script; otherwise (called in-process) rebuilt
+    invoked = os.path.basename(sys.argv[0]) == "tomo-refine"
+    command = "tomo-refine " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if invoked else None
     result = run_reconstruct(opts, command=command)
     print(f"wrote {result.half1}, {result.half2}, {result.merged} and {result.fsc_star}")
     return 0

@@ -1,6 +1,7 @@
 """``tomo-refine subtomo``: RELION's ``relion_tomo_subtomo`` flags, same meaning and defaults."""
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
@@ -70,7 +71,9 @@ def options_from_args(args) -> SubtomoOptions:
 
 def run(args) -> int:
     opts = options_from_args(args)
-    command = "tomo-refine " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    # the real command line when run as the tomo-refine script; otherwise (called in-process) rebuilt
+    invoked = os.path.basename(sys.argv[0]) == "tomo-refine"
+    command = "tomo-refine " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if invoked else None
     result = run_subtomo(opts, command=command)
     print(f"{result.n_written} particles written, {result.n_skipped} skipped (finished), "
           f"{result.n_dropped} dropped; outputs in {opts.out_prefix}")

@@ -265,6 +265,13 @@ def run_reconstruct(opts: ReconstructOptions, log=print, command: str | None = N
     below = np.flatnonzero((fsc < 0.143) & (shells > 0))
     res_143 = float(1.0 / res[below[0] - 1]) if len(below) and below[0] > 1 else (
         float(2 * pixb) if not len(below) else float("inf"))
-    atomic_write_text(out / "note.txt", f"Command:\n\n{command or 'tomo-refine reconstruct'}\n")
+    if command is None:
+        defaults = ReconstructOptions(o=opts.o, b=opts.b)
+        parts = ["tomo-refine reconstruct"]
+        for key, value in vars(opts).items():
+            if key in ("o", "b") or value != getattr(defaults, key):
+                parts.append(f"--{key}" if value is True else f"--{key} {value}")
+        command = " ".join(parts)
+    atomic_write_text(out / "note.txt", f"Command:\n\n{command}\n")
     log(f"FSC(half1, half2) = 0.143 at {res_143:.2f} A; particles per half {n_half[0]} / {n_half[1]}")
     return ReconstructResult(outputs[0], outputs[1], outputs[2], out / "fsc.star", fsc, res_143, tuple(n_half))
