@@ -129,6 +129,7 @@ def reprojection_rms_px(tomograms_star, particles_star, truth_dir, cwd, copies):
 class TestTomoRefineProtocols(BaseTest):
     @classmethod
     def setUpClass(cls):
+        cls._cwd = os.getcwd()  # setupTestProject chdirs into the project; the rest of the session must not see it
         setupTestProject(cls)
         cls.sim_dir = simulate(cls.getOutputPath("sim"))
         cls.main_dir = cls.getOutputPath("scipion_main")
@@ -137,6 +138,10 @@ class TestTomoRefineProtocols(BaseTest):
         cls.ts, cls.ctf, cls.coords, cls.tomos = import_inputs(cls, cls.main_dir, cls.info, "main")
         pix = cls.info["TS_01"]["pixel_size"]
         cls.ref = import_half_maps(cls, cls.sim_dir, pix, "half maps")
+
+    @classmethod
+    def tearDownClass(cls):
+        os.chdir(cls._cwd)
 
     # ---------------------------------------------------------------- helpers
     def _subtomo(self, label, **kw):
@@ -241,6 +246,12 @@ class TestTomoRefineProtocols(BaseTest):
             png = self.getOutputPath(f"align_{kind}.png")
             viewer.plotter(kind).savefig(png)
             assert os.path.getsize(png) > 5000, kind
+        # Opened on the output report object instead of the protocol (Scipion's "Analyze results" on an output).
+        viewer = TomoRefineAlignViewer(project=self.proj, protocol=prot.alignReport)
+        viewer.setProtocol(prot.alignReport)
+        png = self.getOutputPath("align_report_from_output.png")
+        viewer.plotter("report").savefig(png)
+        assert os.path.getsize(png) > 5000
 
     def test_pseudo_subtomos_equal_engine_and_resume(self):
         from tomo_refine_plugin.compute.io.mrc import read_mrc

@@ -122,7 +122,10 @@ class TomoRefineAlignViewer(ProtocolViewer):
                 "displayProjected": lambda p: self._show("projected")}
 
     def _extraDir(self):
-        return self.protocol._getExtraPath()
+        obj = self.protocol  # the protocol, or the report object when the viewer was opened on the output
+        if isinstance(obj, TomoRefineAlignReport):
+            return os.path.dirname(os.path.normpath(obj.getReportDir()))
+        return obj._getExtraPath()
 
     def firstTsId(self):
         from ..compute.io.tomograms import read_tomogram_set
