@@ -30,7 +30,8 @@ t0 = time.perf_counter()
 from tomo_refine_plugin.cli import main
 rc = main(sys.argv[1:])
 wall = time.perf_counter() - t0
-print(f"BENCH wall_s={wall:.3f} rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(f"BENCH wall_s={wall:.3f} rss_mb={ru.ru_maxrss / 1024:.1f} cpu_s={ru.ru_utime + ru.ru_stime:.3f}")
 sys.exit(rc)
 """
 
@@ -82,7 +83,8 @@ def main(argv=None) -> int:
         med = warm[len(warm) // 2]
         rate = N_PARTICLES * N_TILTS / med["wall_s"]
         print(f"[{mode}] wall (warm, median of {args.repeats})  {med['wall_s']:.2f} s  (RELION {relion_wall} s, "
-              f"speed-up {relion_wall / med['wall_s']:.2f}x), {rate:.0f} particle-tilts/s")
+              f"speed-up {relion_wall / med['wall_s']:.2f}x), {rate:.0f} particle-tilts/s, "
+              f"CPU {med['cpu_s']:.1f} s (load average {os.getloadavg()[0]:.1f})")
         print(f"[{mode}] peak RSS                    {max(r['rss_mb'] for r in warm):.0f} MB  "
               f"(RELION {RELION['rss_mb']:.0f} MB)")
         print(f"[{mode}] numba compile (cold - warm) {max(cold['wall_s'] - med['wall_s'], 0):.1f} s  "

@@ -246,3 +246,22 @@ def test_bad_inputs_name_file_and_field(subset, tmp_path):
         run_subtomo(_opts(subset, "bad4", t=str(tmp_path / "tomograms.star")), log=lambda *_: None)
     assert "bogus.mrcs" in str(exc.value)
     assert not (subset["tmp"] / "bad4" / "particles.star").exists()
+
+
+def test_dropped_particles_filter_the_trajectories(subset):
+    names = subset["pset"].particles["rlnTomoParticleName"].tolist()
+    mot = subset["tmp"] / "motion_in.star"
+    _constant_motion(mot, names, (1.0, 2.0, 3.0), 31)
+    parts = subset["pset"].particles.copy()
+    vis = np.ones((N_PARTICLES, 31), int)
+    vis[2, 3:] = 0
+    parts["rlnTomoVisibleFrames"] = ["[" + ",".join(map(str, v)) + "]" for v in vis]
+    p = _write_particles(subset, parts, "drop.star")
+    res = run_subtomo(_opts(subset, "dropmot", p=p, mot=str(mot), min_frames=5), log=lambda *_: None)
+    assert res.n_dropped == 1
+    oset = read_star(res.optimisation_set_star)[""]
+    out_mot = subset["tmp"] / "dropmot" / "motion.star"
+    assert oset["rlnTomoTrajectoriesFile"] == f"{subset['tmp'] / 'dropmot'}/motion.star"
+    tables = read_star(out_mot)
+    assert [k for k in tables if k != "general"] == names[:2]
+    assert int(tables["general"]["rlnParticleNumber"]) == 2
