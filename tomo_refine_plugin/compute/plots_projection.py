@@ -14,7 +14,6 @@ __all__ = [
     "plot_projected_particles",
     "plot_trajectories",
     "plot_per_tilt_report",
-    "plot_central_slices",
 ]
 
 
@@ -161,29 +160,3 @@ def plot_per_tilt_report(tilt_angle_deg, cc_before=None, cc_after=None, changes=
     fig.tight_layout()
     return fig
 
-
-def plot_central_slices(volumes, title="", fig=None):
-    """Central xy, xz and yz slices of several volumes, one row per volume.
-
-    Parameters
-    ----------
-    volumes
-        {label: ``(z, y, x)`` float array}, e.g. data, CTF², multiplicity of one pseudo-subtomogram.
-    """
-    items = list(volumes.items())
-    fig = _figure((9, 3 * max(len(items), 1) + 0.4), fig)
-    for row, (label, vol) in enumerate(items):
-        v = np.asarray(vol, dtype=np.float32)
-        if v.ndim == 2:
-            v = v[None]
-        cz, cy, cx = (n // 2 for n in v.shape)
-        for col, (plane, name) in enumerate(((v[cz], "xy"), (v[:, cy, :], "xz"), (v[:, :, cx], "yz"))):
-            ax = fig.add_subplot(len(items), 3, 3 * row + col + 1)
-            ax.imshow(plane, cmap="gray", origin="lower", interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{label} {name}", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig

@@ -50,22 +50,6 @@ def test_templates_are_listed():
     assert "tomo_refine.json.template" in names
 
 
-def test_half_grid_expansion_is_hermitian_and_centred():
-    """The viewer's half-grid → full expansion equals numpy's full FFT magnitude, DC at the centre."""
-    import numpy as np
-
-    from tomo_refine_plugin.viewers.viewer_pseudo_subtomos import half_grid_to_full_centred
-
-    rng = np.random.default_rng(0)
-    for box in (8, 9):
-        vol = rng.normal(size=(box, box, box))
-        full = np.abs(np.fft.fftn(vol)) ** 2
-        half = np.abs(np.fft.rfftn(vol)) ** 2
-        out = half_grid_to_full_centred(half, box)
-        np.testing.assert_allclose(out, np.fft.fftshift(full), rtol=1e-5)
-        assert out.shape == (box, box, box)
-
-
 @pytest.mark.parametrize("program", ["subtomo", "align"])
 def test_logged_command_line_parses_back_to_the_same_options(program):
     """The 'equivalent command line' a protocol logs is what the CLI turns into the same options."""

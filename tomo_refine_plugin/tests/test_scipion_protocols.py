@@ -335,10 +335,10 @@ class TestTomoRefineProtocols(BaseTest):
 
         from tomo_refine_plugin.viewers import TomoRefinePseudoSubtomoViewer
 
-        viewer = TomoRefinePseudoSubtomoViewer(project=self.proj, protocol=prot)
-        viewer.setProtocol(prot)
+        viewer = TomoRefinePseudoSubtomoViewer(project=self.proj, protocol=out)
+        viewer.setProtocol(out)
         png = self.getOutputPath("pseudo_subtomo.png")
-        viewer.plotter(1).savefig(png)
+        viewer.plotter(2).savefig(png)
         assert os.path.getsize(png) > 5000
 
     def _part_files(self, prot, ts_id):
