@@ -21,9 +21,10 @@ def test_layout_round_trip(flags):
     np.testing.assert_array_equal(lay.pack(a2, s2, o2), x)
 
 
-def _problem(range_reg=0.0, rng=np.random.default_rng(3)):
+def _problem(range_reg=0.0, rng=None, oversampling=1):
+    rng = np.random.default_rng(3) if rng is None else rng
     n_p, n_f, r = 6, 5, 6
-    diam = 2 * r + 6
+    diam = (2 * r + 6) * oversampling
     tilt = np.linspace(-40, 40, n_f)
     proj = relion_angles_to_projection(rng.normal(0, 0.5, n_f), tilt, 85 + rng.normal(0, 1, n_f),
                                        rng.normal(0, 10, n_f), rng.normal(0, 10, n_f), 5.0, (400, 380, 120), (400, 400))
@@ -42,14 +43,15 @@ def _problem(range_reg=0.0, rng=np.random.default_rng(3)):
     visible = np.ones((n_p, n_f), bool)
     visible[0, 1] = False
     lay = AlignLayout(n_f, n_p)
-    cost = AlignCost(maps, uv, visible, proj, pos, np.array([200.0, 190.0, 60.0]), lay, r, range_reg=range_reg)
+    cost = AlignCost(maps, uv, visible, proj, pos, np.array([200.0, 190.0, 60.0]), lay, r, range_reg=range_reg,
+                     oversampling=oversampling)
     x = np.concatenate([rng.normal(0, 2.0, n_f * 5), rng.normal(0, 1.0, 3 * n_p)])
     return cost, x
 
 
-@pytest.mark.parametrize("range_reg", [0.0, 0.7])
-def test_gradient_matches_finite_differences(range_reg):
-    cost, x = _problem(range_reg)
+@pytest.mark.parametrize("range_reg, oversampling", [(0.0, 1), (0.7, 1), (0.0, 2)])
+def test_gradient_matches_finite_differences(range_reg, oversampling):
+    cost, x = _problem(range_reg, oversampling=oversampling)
     if range_reg:
         cost.radius = 1.0  # make the range term active for many pairs
     value, grad = cost(x)

@@ -23,10 +23,10 @@ def _catmull_rom(t, w, dw):
 
 @njit(cache=True, parallel=True)
 def cost_kernel(maps, centres, positions, offsets, model_rot, model_trans, q, dq, shifts, pivot, active,
-                visible, radius, range_reg, out_value, out_gdelta, out_gangle, out_goffset):
+                visible, radius, scale, range_reg, out_value, out_gdelta, out_gangle, out_goffset):
     """Per-(particle, tilt) value and gradients; no reductions across particles (deterministic).
 
-    maps : float64 (P, F, D, D) CC maps, index radius+3 is zero displacement.
+    maps : float64 (P, F, D, D) CC maps sampled ``scale`` times per px; index (radius+3)·scale is zero displacement.
     centres : float64 (P, F, 2) map centres p0 (image px).
     positions, offsets : float64 (P, 3) static positions and current offsets (px).
     model_rot, model_trans : float64 (F, 3, 3), (F, 3): the reference projection P0_f (camera frame).
@@ -39,7 +39,7 @@ def cost_kernel(maps, centres, positions, offsets, model_rot, model_trans, q, dq
     n_p = maps.shape[0]
     n_f = maps.shape[1]
     diam = maps.shape[2]
-    centre = radius + 3.0
+    centre = (radius + 3.0) * scale
     for p in prange(n_p):
         wx = np.empty(4)
         dwx = np.empty(4)
@@ -67,8 +67,8 @@ def cost_kernel(maps, centres, positions, offsets, model_rot, model_trans, q, dq
             v = q[f, 1, 0] * v0 + q[f, 1, 1] * v1 + q[f, 1, 2] * v2 + pivot[1] + shifts[f, 1]
             dx = u - centres[p, f, 0]
             dy = v - centres[p, f, 1]
-            xi = dx + centre
-            yi = dy + centre
+            xi = dx * scale + centre
+            yi = dy * scale + centre
             value = 0.0
             g0 = 0.0
             g1 = 0.0
@@ -92,8 +92,8 @@ def cost_kernel(maps, centres, positions, offsets, model_rot, model_trans, q, dq
                     sx += wy[j] * ad
                     sy += dwy[j] * a
                 value = -s
-                g0 = -sx
-                g1 = -sy
+                g0 = -sx * scale
+                g1 = -sy * scale
             if range_reg > 0.0:
                 norm = math.sqrt(dx * dx + dy * dy)
                 if norm > radius:
@@ -125,7 +125,7 @@ def cost_kernel(maps, centres, positions, offsets, model_rot, model_trans, q, dq
 
 
 @njit(cache=True, parallel=True)
-def offset_search_kernel(maps, rot2, shifts, active, visible, radius, grid, out_score):
+def offset_search_kernel(maps, rot2, shifts, active, visible, radius, scale, grid, out_score):
     """Score of every candidate 3D offset of every particle: Σ_f S_pf(R_f[:2]·δ + shift_f) (Catmull-Rom).
 
     maps : float64 (P, F, D, D); rot2 : float64 (F, 2, 3) the first two rows of each tilt's rotation;
@@ -135,7 +135,7 @@ def offset_search_kernel(maps, rot2, shifts, active, visible, radius, grid, out_
     n_p = maps.shape[0]
     n_f = maps.shape[1]
     diam = maps.shape[2]
-    centre = radius + 3.0
+    centre = (radius + 3.0) * scale
     n_g = grid.shape[0]
     for p in prange(n_p):
         wx = np.empty(4)
@@ -147,8 +147,8 @@ def offset_search_kernel(maps, rot2, shifts, active, visible, radius, grid, out_
             for f in range(n_f):
                 if not (active[f] and visible[p, f]):
                     continue
-                xi = rot2[f, 0, 0] * grid[gi, 0] + rot2[f, 0, 1] * grid[gi, 1] + rot2[f, 0, 2] * grid[gi, 2] + shifts[f, 0] + centre
-                yi = rot2[f, 1, 0] * grid[gi, 0] + rot2[f, 1, 1] * grid[gi, 1] + rot2[f, 1, 2] * grid[gi, 2] + shifts[f, 1] + centre
+                xi = (rot2[f, 0, 0] * grid[gi, 0] + rot2[f, 0, 1] * grid[gi, 1] + rot2[f, 0, 2] * grid[gi, 2] + shifts[f, 0]) * scale + centre
+                yi = (rot2[f, 1, 0] * grid[gi, 0] + rot2[f, 1, 1] * grid[gi, 1] + rot2[f, 1, 2] * grid[gi, 2] + shifts[f, 1]) * scale + centre
                 if xi > 1.0 and xi < diam - 2.0 and yi > 1.0 and yi < diam - 2.0:
                     ix = int(math.floor(xi))
                     iy = int(math.floor(yi))

@@ -36,7 +36,8 @@ class CCMaps:
     Attributes
     ----------
     maps
-        float64 ``(n_particles, n_tilts, diam, diam)`` = (p, f, dy, dx), ``diam = 2r+6``; index ``r+3`` is d = 0.
+        float64 ``(n_particles, n_tilts, diam, diam)`` = (p, f, dy, dx), ``diam = (2r+6)·oversampling``;
+        index ``(r+3)·oversampling`` is d = 0.
     radius_px
         ``r``.
     centres_px
@@ -44,8 +45,10 @@ class CCMaps:
     visible
         bool ``(n_particles, n_tilts)``: False where the box leaves the image (map is zero).
     tilt_sums
-        float64 ``(n_tilts, s, s)``: per tilt, the sum over visible particles of the *uncropped* CC
-        maps, d = 0 at index ``s//2`` (the global shift search uses it).
+        float64 ``(n_tilts, n, n)``, ``n = s·oversampling``: per tilt, the sum over visible particles of the *uncropped* CC
+        maps, d = 0 at index ``n//2`` (the global shift search uses it).
+    oversampling
+        Samples per pixel of ``maps`` and ``tilt_sums``.
     """
 
     maps: np.ndarray
@@ -53,11 +56,13 @@ class CCMaps:
     centres_px: np.ndarray
     visible: np.ndarray
     tilt_sums: np.ndarray
+    oversampling: int = 1
 
 
 def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptics, positions_px,
                     particle_matrices, half_index, reference_halves, frequency_weights, dose_weights,
-                    frequency_mask, radius_px: int, workers: int = 1, chunk: int = 16) -> CCMaps:
+                    frequency_mask, radius_px: int, workers: int = 1, chunk: int = 4,
+                    relion_kx_band_limit: bool = False, oversampling: int = 1, max_radius_px=None) -> CCMaps:
     """Compute all CC maps once for the given geometry.
 
     Parameters
@@ -80,21 +85,34 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
         ``--r``; must be ≤ s/2 − 3 (checked by the caller).
     chunk
         Particles per batch (bounds the memory to ``chunk·n_tilts`` boxes).
+    oversampling
+        CC-map samples per pixel (zero-padding of the CC spectrum). 2 reduces the sub-pixel bias of the
+        bicubic lookup on sharp, whitened CC peaks.
+    max_radius_px
+        Frequencies beyond this radius (Fourier px) have zero weight; the prediction is not computed there.
+    relion_kx_band_limit
+        Reproduce RELION's ``padCorner2D_half`` truncation (``kx < (s/2+1)//2``), for parity checks only.
     """
     s = reference_halves.shape[1]
     n_p = positions_px.shape[0]
     n_f = geometry.n_tilts
-    diam = 2 * radius_px + 6
+    ovs = int(oversampling)
+    n_full = s * ovs
+    diam = (2 * radius_px + 6) * ovs
     proj = geometry.projection_matrices()
     uv = project_points(proj, positions_px)
     visible = visible_in_frames(uv, geometry.image_size_px, s / 2.0)
     defocus = defocus_offsets_angst(geometry, positions_px)
     rot = proj[:, :3, :3]
     weight = (np.asarray(frequency_weights) * np.asarray(frequency_mask)).astype(np.float32)
+    if relion_kx_band_limit:
+        weight[:, :, (s // 2 + 1) // 2:] = 0
     dose = np.asarray(dose_weights, np.float32)
-    crop = (np.arange(diam) - (radius_px + 3)) % s
+    crop = (np.arange(diam) - (radius_px + 3) * ovs) % n_full
     maps = np.zeros((n_p, n_f, diam, diam))
-    sums = np.zeros((n_f, s, s))
+    sums = np.zeros((n_f, n_full, n_full))
+    # Rows of the zero-padded spectrum: non-negative ky first, negative ky (incl. Nyquist) at the end.
+    pad_rows = np.where(np.arange(s) < s // 2, np.arange(s), np.arange(s) + n_full - s)
     tilt_idx = np.arange(n_f)
     for start in range(0, n_p, chunk):
         sl = slice(start, min(start + chunk, n_p))
@@ -107,7 +125,7 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
             sel = np.nonzero(half_index[sl] == h)[0]
             if sel.size:
                 pred[sel] = extract_central_slices_rfft_3d(
-                    reference_halves[h], mats[sel].reshape(-1, 3, 3)).reshape(sel.size, n_f, s, s // 2 + 1)
+                    reference_halves[h], mats[sel].reshape(-1, 3, 3), max_radius_px=max_radius_px).reshape(sel.size, n_f, s, s // 2 + 1)
         ctf = ctf_rfft_2d_batch(s, geometry.pixel_size_angst, optics,
                                 np.broadcast_to(tilt_idx, (n_c, n_f)), defocus[sl])
         pred *= ctf
@@ -116,11 +134,16 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
         cc *= -weight[None]
         cc[..., 0, 0] = 0
         cc[~vis] = 0
-        full = scipy.fft.irfft2(cc, s=(s, s), norm="forward", workers=workers)
+        if ovs > 1:
+            padded = np.zeros((n_c, n_f, n_full, n_full // 2 + 1), np.complex64)
+            padded[:, :, pad_rows, : s // 2 + 1] = cc
+            cc = padded
+        full = scipy.fft.irfft2(cc, s=(n_full, n_full), norm="forward", workers=workers)
         maps[sl] = full[:, :, crop][:, :, :, crop]
         sums += np.fft.fftshift(full.sum(0), axes=(-2, -1))
-    maps[:, :, :3, :] = 0
-    maps[:, :, -3:, :] = 0
-    maps[:, :, :, :3] = 0
-    maps[:, :, :, -3:] = 0
-    return CCMaps(maps=maps, radius_px=radius_px, centres_px=uv, visible=visible, tilt_sums=sums)
+    b = 3 * ovs
+    maps[:, :, :b, :] = 0
+    maps[:, :, -b:, :] = 0
+    maps[:, :, :, :b] = 0
+    maps[:, :, :, -b:] = 0
+    return CCMaps(maps=maps, radius_px=radius_px, centres_px=uv, visible=visible, tilt_sums=sums, oversampling=ovs)

@@ -18,38 +18,31 @@ __all__ = ["ANGLE_SCALE", "tait_bryan", "apply_parameters", "AlignCost"]
 ANGLE_SCALE = 1e-3  # parameters are mrad
 
 
-def _rx(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]]), np.array([[0, 0, 0], [0, -s, -c], [0, c, -s]])
-
-
-def _ry(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]), np.array([[-s, 0, c], [0, 0, 0], [-c, 0, -s]])
-
-
-def _rz(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]), np.array([[-s, -c, 0], [c, -s, 0], [0, 0, 0]])
-
-
 def tait_bryan(angles_mrad) -> tuple[np.ndarray, np.ndarray]:
     """``Q = Rz(ψ)Ry(θ)Rx(φ)`` and ``dQ/d(φ, θ, ψ)`` (per radian) for ``angles_mrad (n, 3)``.
 
     Returns float64 ``(n, 3, 3)`` and ``(n, 3, 3, 3)`` (angle index second).
     """
     a = np.asarray(angles_mrad, np.float64).reshape(-1, 3) * ANGLE_SCALE
-    q = np.empty((a.shape[0], 3, 3))
-    dq = np.empty((a.shape[0], 3, 3, 3))
-    for f, (phi, theta, psi) in enumerate(a):
-        rx, drx = _rx(phi)
-        ry, dry = _ry(theta)
-        rz, drz = _rz(psi)
-        q[f] = rz @ ry @ rx
-        dq[f, 0] = rz @ ry @ drx
-        dq[f, 1] = rz @ dry @ rx
-        dq[f, 2] = drz @ ry @ rx
-    return q, dq
+    n = a.shape[0]
+    c, s = np.cos(a), np.sin(a)
+    o, z = np.ones(n), np.zeros(n)
+
+    def mat(*rows):
+        return np.stack([np.stack(r, -1) for r in rows], -2)
+
+    cx, cy, cz = c.T
+    sx, sy, sz = s.T
+    rx = mat((o, z, z), (z, cx, -sx), (z, sx, cx))
+    drx = mat((z, z, z), (z, -sx, -cx), (z, cx, -sx))
+    ry = mat((cy, z, sy), (z, o, z), (-sy, z, cy))
+    dry = mat((-sy, z, cy), (z, z, z), (-cy, z, -sy))
+    rz = mat((cz, -sz, z), (sz, cz, z), (z, z, o))
+    drz = mat((-sz, -cz, z), (cz, -sz, z), (z, z, z))
+    rzy = rz @ ry
+    q = rzy @ rx
+    dq = np.stack([rzy @ drx, rz @ dry @ rx, drz @ ry @ rx], 1)
+    return np.ascontiguousarray(q), np.ascontiguousarray(dq)
 
 
 def apply_parameters(projections, angles_mrad, shifts_px, pivot_px) -> np.ndarray:
@@ -81,10 +74,12 @@ class AlignCost:
         :class:`.layout.AlignLayout`.
     active
         bool ``(n_tilts,)`` tilts in the cost (``--min_frame``/``--max_frame``).
+    oversampling
+        CC-map samples per pixel (:class:`.ccmaps.CCMaps`).
     """
 
     def __init__(self, maps, centres_px, visible, projections, positions_px, pivot_px, layout: AlignLayout,
-                 radius_px: int, range_reg: float = 0.0, active=None):
+                 radius_px: int, range_reg: float = 0.0, active=None, oversampling: int = 1):
         self.maps = np.ascontiguousarray(maps, np.float64)
         self.centres = np.ascontiguousarray(centres_px, np.float64)
         self.visible = np.ascontiguousarray(visible, np.bool_)
@@ -95,6 +90,7 @@ class AlignCost:
         self.pivot = np.ascontiguousarray(pivot_px, np.float64)
         self.layout = layout
         self.radius = float(radius_px)
+        self.scale = float(oversampling)
         self.range_reg = float(range_reg)
         n_p, n_f = self.visible.shape
         self.active = np.ones(n_f, np.bool_) if active is None else np.ascontiguousarray(active, np.bool_)
@@ -114,7 +110,7 @@ class AlignCost:
         q, dq = tait_bryan(angles)
         cost_kernel(self.maps, self.centres, self.positions, np.ascontiguousarray(offsets), self.model_rot,
                     self.model_trans, q, dq, np.ascontiguousarray(shifts), self.pivot, self.active, self.visible,
-                    self.radius, self.range_reg, self._value, self._gdelta, self._gangle, self._goffset)
+                    self.radius, self.scale, self.range_reg, self._value, self._gdelta, self._gangle, self._goffset)
         self.n_evaluations += 1
 
     def __call__(self, x):

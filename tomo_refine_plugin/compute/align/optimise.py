@@ -28,13 +28,14 @@ def _parabolic(m1, m0, p1):
     return float(np.clip(0.5 * (m1 - p1) / den, -0.5, 0.5))
 
 
-def global_shift_search(tilt_sums, max_shift_px: float) -> np.ndarray:
+def global_shift_search(tilt_sums, max_shift_px: float, oversampling: int = 1) -> np.ndarray:
     """Per tilt, the displacement of the maximum of the summed CC map.
 
     Parameters
     ----------
     tilt_sums
-        float64 ``(n_tilts, s, s)``, zero displacement at index ``s//2`` (:class:`.ccmaps.CCMaps`).
+        float64 ``(n_tilts, n, n)``, zero displacement at index ``n//2``, ``oversampling`` samples per px
+        (:class:`.ccmaps.CCMaps`).
     max_shift_px
         Search radius (px) around zero displacement.
 
@@ -46,7 +47,7 @@ def global_shift_search(tilt_sums, max_shift_px: float) -> np.ndarray:
     """
     n_f, s, _ = tilt_sums.shape
     c = s // 2
-    d = np.arange(s) - c
+    d = (np.arange(s) - c) / oversampling
     inside = (d[:, None] ** 2 + d[None, :] ** 2) <= max_shift_px ** 2
     out = np.zeros((n_f, 2))
     for f in range(n_f):
@@ -56,7 +57,7 @@ def global_shift_search(tilt_sums, max_shift_px: float) -> np.ndarray:
         iy, ix = np.unravel_index(np.argmax(np.where(inside, m, -np.inf)), m.shape)
         fx = _parabolic(m[iy, ix - 1], m[iy, ix], m[iy, ix + 1]) if 0 < ix < s - 1 else 0.0
         fy = _parabolic(m[iy - 1, ix], m[iy, ix], m[iy + 1, ix]) if 0 < iy < s - 1 else 0.0
-        out[f] = (ix - c + fx, iy - c + fy)
+        out[f] = ((ix - c + fx) / oversampling, (iy - c + fy) / oversampling)
     return out
 
 
@@ -70,7 +71,7 @@ class LbfgsResult:
     message: str
 
 
-def run_lbfgs(cost: AlignCost, x0, max_iterations: int = 10000, history: int = 6) -> LbfgsResult:
+def run_lbfgs(cost: AlignCost, x0, max_iterations: int = 10000, history: int = 6, ftol: float = 1e-13) -> LbfgsResult:
     """Minimise ``cost`` from ``x0`` with L-BFGS (``history`` correction pairs, as liblbfgs' m = 6).
 
     Tolerances are tight (the cost is cheap; stopping early leaves sub-0.1 px error on the table).
@@ -80,13 +81,14 @@ def run_lbfgs(cost: AlignCost, x0, max_iterations: int = 10000, history: int = 6
     if x0.size == 0:
         return LbfgsResult(x0, initial, initial, 0, 1, "no free parameters")
     res = minimize(cost, x0, jac=True, method="L-BFGS-B",
-                   options={"maxcor": history, "maxiter": int(max_iterations), "ftol": 1e-13, "gtol": 1e-9,
+                   options={"maxcor": history, "maxiter": int(max_iterations), "ftol": ftol, "gtol": 1e-9,
                             "maxls": 40, "maxfun": 20 * int(max_iterations)})
     return LbfgsResult(np.asarray(res.x, np.float64), float(res.fun), float(initial), int(res.nit), int(res.nfev),
                        str(res.message))
 
 
-def particle_offset_search(maps, visible, projections, shifts_px, active, radius_px: int, step_px: float = 1.0):
+def particle_offset_search(maps, visible, projections, shifts_px, active, radius_px: int, step_px: float = 1.0,
+                           min_tilts: int = 3, oversampling: int = 1):
     """Per particle, the 3D offset (px) on a grid within a ball of radius ``radius_px`` that maximises the sum
     over tilts of its CC maps at the projected offset (tilt angles fixed, tilt shifts ``shifts_px`` applied).
 
@@ -94,6 +96,9 @@ def particle_offset_search(maps, visible, projections, shifts_px, active, radius
     of its maps (where the data term is 0 and negative CC lobes push outwards); the golden ``align`` set has
     two such particles. A brute-force search over the ±r ball is cheap (``n_particles·n_grid·n_tilts``
     bicubic lookups) and starts every particle in the right basin.
+
+    Particles seen in fewer than ``min_tilts`` active tilts keep offset 0: their score is flat (all zero when
+    never seen) along some direction, and an argmax there would throw them to the edge of the ball.
 
     Returns
     -------
@@ -110,5 +115,8 @@ def particle_offset_search(maps, visible, projections, shifts_px, active, radius
     rot2 = np.ascontiguousarray(np.asarray(projections, np.float64)[:, :2, :3])
     score = np.empty((maps.shape[0], grid.shape[0]))
     offset_search_kernel(np.ascontiguousarray(maps, np.float64), rot2, np.ascontiguousarray(shifts_px, np.float64),
-                         np.ascontiguousarray(active, np.bool_), np.ascontiguousarray(visible, np.bool_), r, grid, score)
-    return grid[np.argmax(score, axis=1)]
+                         np.ascontiguousarray(active, np.bool_), np.ascontiguousarray(visible, np.bool_), r, float(oversampling), grid, score)
+    best = grid[np.argmax(score, axis=1)]
+    seen = (np.asarray(visible, bool) & np.asarray(active, bool)[None]).sum(1)
+    best[seen < min_tilts] = 0.0
+    return best
