@@ -1,0 +1,95 @@
+"""subtomo per-tilt chain: sign, CTF/dose weights, Zernike aberrations, 2D scaling (by hand)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from tomo_refine_plugin.compute.ctf import ctf_rfft_2d
+from tomo_refine_plugin.compute.dose import dose_weights_rfft_2d
+from tomo_refine_plugin.compute.geometry import TiltSeriesOptics
+from tomo_refine_plugin.compute.subtomo.pipeline import ExtractionSpec, tilt_spectra, weight_spectra
+from tomo_refine_plugin.compute.zernike import zernike_odd_phase_rfft_2d
+
+S2, PIX, F = 32, 5.0, 2
+
+
+def _optics(**kw):
+    base = dict(voltage_kv=300.0, cs_mm=2.7, amplitude_contrast=0.1, defocus_u_angst=[20000.0, 25000.0],
+                defocus_v_angst=[19000.0, 24000.0], defocus_angle_deg=[10.0, 30.0],
+                pre_exposure_e_per_angst2=[0.0, 30.0])
+    base.update(kw)
+    return TiltSeriesOptics(**base)
+
+
+def _spectra(seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((1, F, S2, S2 // 2 + 1)) + 1j * rng.standard_normal((1, F, S2, S2 // 2 + 1))
+            ).astype(np.complex64)
+
+
+def test_data_are_minus_ctf_times_dose_and_weights_its_square():
+    spec = ExtractionSpec(box_2d=S2, box_3d=S2, pixel_size_angst=PIX, circle_crop=False)
+    optics = _optics()
+    dose = dose_weights_rfft_2d(S2, PIX, optics.pre_exposure_e_per_angst2)
+    x0 = _spectra()
+    dz = np.array([[100.0, -200.0]])
+    x, w = weight_spectra(x0.copy(), spec, optics, dz, dose)
+    for f in range(F):
+        c = ctf_rfft_2d(S2, PIX, 300.0, 2.7, 0.1, optics.defocus_u_angst[f] + dz[0, f],
+                        optics.defocus_v_angst[f] + dz[0, f], optics.defocus_angle_deg[f]) * dose[f]
+        np.testing.assert_allclose(x[0, f], -c * x0[0, f], rtol=2e-5, atol=1e-6)
+        np.testing.assert_allclose(w[0, f], c * c, rtol=2e-5, atol=1e-7)
+    xi, _ = weight_spectra(x0.copy(), replace(spec, flip_sign=1.0), optics, dz, dose)
+    np.testing.assert_allclose(xi, -x, rtol=1e-6)
+    xn, wn = weight_spectra(x0.copy(), replace(spec, do_ctf=False), optics, dz, dose)
+    np.testing.assert_allclose(xn, -x0)
+    assert (wn == 1).all()
+
+
+def test_odd_zernike_multiplies_by_phase_and_even_enters_the_ctf():
+    spec = ExtractionSpec(box_2d=S2, box_3d=S2, pixel_size_angst=PIX, circle_crop=False)
+    coeff = [0.0, 300.0, 0.0, 50.0]
+    plain = _optics()
+    dose = dose_weights_rfft_2d(S2, PIX, plain.pre_exposure_e_per_angst2)
+    x0 = _spectra(1)
+    dz = np.zeros((1, F))
+    xa, wa = weight_spectra(x0.copy(), spec, plain, dz, dose)
+    xb, wb = weight_spectra(x0.copy(), spec, replace(plain, odd_zernike=np.array(coeff)), dz, dose)
+    phi = zernike_odd_phase_rfft_2d(S2, PIX, coeff)
+    assert np.abs(phi).max() > 0.5
+    np.testing.assert_allclose(xb, xa * np.exp(-1j * phi), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(wa, wb)  # odd aberrations do not change the weights
+    even = np.array([0.0, 0.0, 0.0, 300.0])  # ρ is in 1/Å: ~3 rad at Nyquist
+    xe, we = weight_spectra(x0.copy(), spec, replace(plain, even_zernike=even), dz, dose)
+    c = ctf_rfft_2d(S2, PIX, 300.0, 2.7, 0.1, 20000.0, 19000.0, 10.0, even_zernike=even) * dose[0]
+    np.testing.assert_allclose(we[0, 0], c * c, rtol=2e-5, atol=1e-7)
+    assert np.abs(we - wa).max() > 0.1
+
+
+def test_stack2d_images_are_divided_by_bin():
+    optics = _optics()
+    x0 = _spectra(2)
+    dz = np.zeros((1, F))
+    spec1 = ExtractionSpec(box_2d=S2, box_3d=S2, pixel_size_angst=PIX, circle_crop=False)
+    spec2 = replace(spec1, binning=2.0, pixel_size_angst=PIX / 2)  # same binned pixel, same CTF
+    dose = dose_weights_rfft_2d(S2, PIX, optics.pre_exposure_e_per_angst2)
+    img1, none1 = weight_spectra(x0.copy(), spec1, optics, dz, dose, stack2d=True)
+    img2, _ = weight_spectra(x0.copy(), spec2, optics, dz, dose, stack2d=True)
+    assert none1 is None and img1.shape == (1, F, S2, S2) and img1.dtype == np.float32
+    np.testing.assert_allclose(img2, img1 / 2, rtol=1e-5, atol=1e-6)
+
+
+def test_subpixel_centring_moves_a_point_to_the_phase_origin():
+    # a delta at (40.3, 21.7): after extraction the spectrum's phase is flat up to the sampling
+    w, h = 64, 48
+    yy, xx = np.mgrid[0:h, 0:w]
+    u0, v0 = 40.25, 21.75
+    stack = np.exp(-((xx - u0) ** 2 + (yy - v0) ** 2) / (2 * 1.5**2)).astype(np.float32)[None]
+    spec = ExtractionSpec(box_2d=16, box_3d=16, pixel_size_angst=1.0)
+    f = tilt_spectra(stack, np.array([[[u0, v0]]]), np.ones((1, 1), bool), spec)
+    assert f.shape == (1, 1, 16, 9) and f.dtype == np.complex64
+    low = np.abs(f[0, 0, :3, :3])
+    np.testing.assert_allclose(np.angle(f[0, 0, :3, :3]), 0.0, atol=1e-3 * low.max() / low.min() + 1e-4)
+    assert float(f[0, 0, 0, 0].real) == pytest.approx(stack.sum() / 16, rel=1e-3)
