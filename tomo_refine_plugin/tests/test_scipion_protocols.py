@@ -362,6 +362,13 @@ class TestTomoRefineProtocols(BaseTest):
         errors = " ".join(prot.validate())
         assert "Å/px" in errors and "resample" in errors, errors
         assert not self._subtomo("good").validate()
+        # The first step checks again (pipelines may launch without validating).
+        from tomo_refine_plugin.compute.errors import InputError
+
+        with pytest.raises(InputError, match="have no CTF"):
+            self._subtomo("no CTF, step", inputCtfTomoSeries=ctf3).prepareStep()
+        with pytest.raises(InputError, match="resample"):
+            self._align("wrong reference, step", inputReference=wrong_ref).prepareStep()
 
         # launchProtocol skips validate(): the first step must refuse too, with the same message.
         prot = self._subtomo("no CTF, launched", inputCtfTomoSeries=ctf3)
