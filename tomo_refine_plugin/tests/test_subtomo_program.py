@@ -5,6 +5,7 @@ Runs on a few particles of the golden ``subtomo`` dataset (small boxes) to stay 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import mrcfile
 import numpy as np
@@ -265,3 +266,36 @@ def test_dropped_particles_filter_the_trajectories(subset):
     tables = read_star(out_mot)
     assert [k for k in tables if k != "general"] == names[:2]
     assert int(tables["general"]["rlnParticleNumber"]) == 2
+
+
+def test_two_tomograms_keep_order_and_scale_out(subset, tmp_path):
+    """TS_02 is a copy of TS_01: its particles must give the same volumes, rows keep the input order, and
+    --only_tomos per tomogram followed by --merge_only equals one run."""
+    tomo = read_star("tomograms.star")["global"]
+    tomo["rlnTomoTiltSeriesStarFile"] = os.path.abspath("tilt_series/TS_01.star")
+    tilts = read_star("tilt_series/TS_01.star")["TS_01"]
+    stack = os.path.abspath("tilt_series/TS_01.mrcs")
+    tilts["rlnMicrographName"] = [f"{k + 1}@{stack}" for k in range(len(tilts))]
+    write_star({"TS_02": tilts}, tmp_path / "TS_02.star")
+    two = pd.concat([tomo, tomo.assign(rlnTomoName="TS_02", rlnTomoTiltSeriesStarFile=str(tmp_path / "TS_02.star"))],
+                    ignore_index=True)
+    write_star({"global": two}, tmp_path / "two.star")
+    parts = subset["pset"].particles.copy()
+    copy = parts.iloc[[0, 1]].copy()
+    copy["rlnTomoName"] = "TS_02"
+    copy["rlnTomoParticleName"] = ["TS_02/1", "TS_02/2"]
+    mixed = pd.concat([parts.iloc[[0]], copy.iloc[[0]], parts.iloc[[1, 2]], copy.iloc[[1]]], ignore_index=True)
+    p = _write_particles(subset, mixed, "mixed.star")
+    one = run_subtomo(_opts(subset, "two", p=p, t=str(tmp_path / "two.star")), log=lambda *_: None)
+    out = read_star(one.particles_star)["particles"]
+    assert out["rlnTomoParticleName"].tolist() == ["TS_01/1", "TS_02/1", "TS_01/2", "TS_01/3", "TS_02/2"]
+    np.testing.assert_array_equal(_read(subset["tmp"] / "two/Subtomograms/TS_02/2_data.mrc"),
+                                  _read(subset["tmp"] / "two/Subtomograms/TS_01/2_data.mrc"))
+    opts = _opts(subset, "split", p=p, t=str(tmp_path / "two.star"))
+    part = run_subtomo(dataclasses.replace(opts, only_tomos=("TS_02",)), log=lambda *_: None)
+    assert part.particles_star is None and part.n_written == 2
+    part = run_subtomo(dataclasses.replace(opts, only_tomos=("TS_01",)), log=lambda *_: None)
+    assert part.n_written == 3 and part.particles_star is not None
+    merged = run_subtomo(dataclasses.replace(opts, merge_only=True), log=lambda *_: None)
+    a = read_star(merged.particles_star)["particles"]
+    assert a["rlnTomoParticleName"].tolist() == out["rlnTomoParticleName"].tolist()
