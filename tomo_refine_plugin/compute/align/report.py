@@ -147,33 +147,3 @@ def write_report(reports: dict, out_dir) -> Path:
         _plot(r, out_dir / f"{name}_report.png")
     return out_dir
 
-
-def reprojection_errors_px(est_tomograms, est_particles, true_tomograms, true_particles, name) -> np.ndarray:
-    """2D distance (px) between each particle projected with the estimated and with the true geometry.
-
-    Static model (no trajectories, no deformation); particles are matched by ``rlnTomoParticleName``.
-    Gauge-free: a rigid motion applied to both the tilts and the particles projects identically.
-    The arguments are :class:`~..io.tomograms.TomogramSet` / :class:`~..io.particles.ParticleSet`.
-
-    Returns
-    -------
-    errors
-        float64 ``(n_particles, n_tilts)``.
-    """
-    from ..geometry import particle_positions_px
-
-    def uv(tset, pset, names=None):
-        g = tset.geometry(name)
-        rows = pset.for_tomogram(name)
-        if names is not None:
-            order = pd.Series(np.arange(len(rows)), index=pset.particle_names(rows))
-            rows = rows.iloc[order.loc[names].to_numpy()]
-        x = particle_positions_px(pset.centred_angst(rows, g.tomo_size_px, g.pixel_size_angst), g.pixel_size_angst,
-                                  g.tomo_size_px, pset.origins_angst(rows), pset.subtomo_matrices(rows))
-        from ..geometry import project_points
-
-        return project_points(g.projection_matrices(), x), pset.particle_names(rows)
-
-    est, names = uv(est_tomograms, est_particles)
-    true, _ = uv(true_tomograms, true_particles, names)
-    return np.linalg.norm(est - true, axis=-1)
