@@ -35,7 +35,14 @@ from .io.fsc import write_fsc
 from .io.mrc import write_mrc
 from .io.tomograms import load_tilt_series
 from .subtomo.pipeline import ExtractionSpec, tilt_spectra, tomogram_tables, weight_spectra
-from .subtomo.program import SubtomoOptions, _check_no_deformations, _optics_for_group, _read_inputs, plan_particles
+from .subtomo.program import (
+    SubtomoOptions,
+    _check_no_deformations,
+    _optics_for_group,
+    _read_inputs,
+    numba_threads,
+    plan_particles,
+)
 
 __all__ = ["ReconstructOptions", "ReconstructResult", "run_reconstruct", "wiener_divide", "fourier_shell_correlation",
            "taper_sphere", "gridding_correct"]
@@ -165,6 +172,11 @@ def run_reconstruct(opts: ReconstructOptions, log=print, command: str | None = N
     InputError
         Bad options or inputs; particles without ``rlnRandomSubset`` 1/2.
     """
+    with numba_threads(opts.j):
+        return _run_reconstruct(opts, log, command)
+
+
+def _run_reconstruct(opts: ReconstructOptions, log, command: str | None) -> ReconstructResult:
     sub_opts = SubtomoOptions(o=opts.o, b=opts.b, i=opts.i, p=opts.p, t=opts.t, mot=opts.mot, crop=-1, bin=opts.bin,
                               no_ctf=opts.no_ctf, no_circle_crop=opts.no_circle_crop, cutoff_fract=opts.cutoff_fract,
                               j=opts.j)

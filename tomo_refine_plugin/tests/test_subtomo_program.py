@@ -299,3 +299,11 @@ def test_two_tomograms_keep_order_and_scale_out(subset, tmp_path):
     merged = run_subtomo(dataclasses.replace(opts, merge_only=True), log=lambda *_: None)
     a = read_star(merged.particles_star)["particles"]
     assert a["rlnTomoParticleName"].tolist() == out["rlnTomoParticleName"].tolist()
+
+
+def test_thread_count_does_not_change_the_output(subset):
+    run_subtomo(_opts(subset, "j1", j=1), log=lambda *_: None)
+    run_subtomo(_opts(subset, "j2", j=2), log=lambda *_: None)
+    for suffix in ("_data.mrc", "_weights.mrc"):
+        np.testing.assert_array_equal(_read(subset["tmp"] / f"j1/Subtomograms/TS_01/3{suffix}"),
+                                      _read(subset["tmp"] / f"j2/Subtomograms/TS_01/3{suffix}"))

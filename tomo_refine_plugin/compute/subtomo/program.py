@@ -13,6 +13,7 @@ equivalent to one run.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import mrcfile
+import numba
 import numpy as np
 import pandas as pd
 
@@ -58,7 +60,7 @@ from .pipeline import (
     weight_spectra,
 )
 
-__all__ = ["SubtomoOptions", "SubtomoResult", "run_subtomo", "plan_particles", "UNSUPPORTED_OPTIONS"]
+__all__ = ["SubtomoOptions", "SubtomoResult", "run_subtomo", "plan_particles", "numba_threads", "UNSUPPORTED_OPTIONS"]
 
 # Options RELION has that tomo-refine refuses loudly rather than ignoring.
 UNSUPPORTED_OPTIONS = {
@@ -552,6 +554,17 @@ def _write_star_outputs(opts, oset: OptimisationSet, tset, pset, traj, plans, co
     return particles_star, oset_star
 
 
+@contextlib.contextmanager
+def numba_threads(n: int):
+    """Run numba's parallel kernels on ``min(n, available)`` threads inside the block (``--j``)."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
 def run_subtomo(opts: SubtomoOptions, log=print, command: str | None = None) -> SubtomoResult:
     """Make pseudo-subtomograms (``relion_tomo_subtomo``).
 
@@ -577,6 +590,11 @@ def run_subtomo(opts: SubtomoOptions, log=print, command: str | None = None) -> 
     """
     _check_options(opts)
     command = command or _command_line(opts)
+    with numba_threads(opts.j):
+        return _run_subtomo(opts, log, command)
+
+
+def _run_subtomo(opts: SubtomoOptions, log, command: str) -> SubtomoResult:
     oset, tset, pset, traj = _read_inputs(opts)
     for name in pset.tomo_names():
         _check_no_deformations(tset, name)
