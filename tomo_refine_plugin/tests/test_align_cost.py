@@ -43,8 +43,10 @@ def _problem(range_reg=0.0, rng=None, oversampling=1):
     visible = np.ones((n_p, n_f), bool)
     visible[0, 1] = False
     lay = AlignLayout(n_f, n_p)
+    motion = rng.normal(0, 1.0, (n_p, n_f, 3))  # fixed input trajectories
+    uv = uv + np.einsum("fij,pfj->pfi", proj[:, :2, :3], motion)
     cost = AlignCost(maps, uv, visible, proj, pos, np.array([200.0, 190.0, 60.0]), lay, r, range_reg=range_reg,
-                     oversampling=oversampling)
+                     oversampling=oversampling, motion_px=motion)
     x = np.concatenate([rng.normal(0, 2.0, n_f * 5), rng.normal(0, 1.0, 3 * n_p)])
     return cost, x
 

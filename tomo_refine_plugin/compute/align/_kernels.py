@@ -22,13 +22,14 @@ def _catmull_rom(t, w, dw):
 
 
 @njit(cache=True, parallel=True)
-def cost_kernel(maps, centres, positions, offsets, model_rot, model_trans, q, dq, shifts, pivot, active,
+def cost_kernel(maps, centres, positions, motion, offsets, model_rot, model_trans, q, dq, shifts, pivot, active,
                 visible, radius, scale, range_reg, out_value, out_gdelta, out_gangle, out_goffset):
     """Per-(particle, tilt) value and gradients; no reductions across particles (deterministic).
 
     maps : float64 (P, F, D, D) CC maps sampled ``scale`` times per px; index (radius+3)·scale is zero displacement.
     centres : float64 (P, F, 2) map centres p0 (image px).
     positions, offsets : float64 (P, 3) static positions and current offsets (px).
+    motion : float64 (P, F, 3) fixed per-tilt displacements from input trajectories (px), zeros without.
     model_rot, model_trans : float64 (F, 3, 3), (F, 3): the reference projection P0_f (camera frame).
     q : float64 (F, 3, 3) current rotation Q_f; dq : (F, 3, 3, 3) dQ_f/dangle (rad) for φ, θ, ψ.
     shifts : float64 (F, 2) current shifts (px); pivot : float64 (3,) rotation pivot (camera frame).
@@ -45,9 +46,9 @@ def cost_kernel(maps, centres, positions, offsets, model_rot, model_trans, q, dq
         dwx = np.empty(4)
         wy = np.empty(4)
         dwy = np.empty(4)
-        x0 = positions[p, 0] + offsets[p, 0]
-        x1 = positions[p, 1] + offsets[p, 1]
-        x2 = positions[p, 2] + offsets[p, 2]
+        s0 = positions[p, 0] + offsets[p, 0]
+        s1 = positions[p, 1] + offsets[p, 1]
+        s2 = positions[p, 2] + offsets[p, 2]
         go0 = 0.0
         go1 = 0.0
         go2 = 0.0
@@ -60,6 +61,9 @@ def cost_kernel(maps, centres, positions, offsets, model_rot, model_trans, q, dq
             out_gangle[p, f, 2] = 0.0
             if not (active[f] and visible[p, f]):
                 continue
+            x0 = s0 + motion[p, f, 0]
+            x1 = s1 + motion[p, f, 1]
+            x2 = s2 + motion[p, f, 2]
             v0 = model_rot[f, 0, 0] * x0 + model_rot[f, 0, 1] * x1 + model_rot[f, 0, 2] * x2 + model_trans[f, 0] - pivot[0]
             v1 = model_rot[f, 1, 0] * x0 + model_rot[f, 1, 1] * x1 + model_rot[f, 1, 2] * x2 + model_trans[f, 1] - pivot[1]
             v2 = model_rot[f, 2, 0] * x0 + model_rot[f, 2, 1] * x1 + model_rot[f, 2, 2] * x2 + model_trans[f, 2] - pivot[2]

@@ -62,7 +62,8 @@ class CCMaps:
 def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptics, positions_px,
                     particle_matrices, half_index, reference_halves, frequency_weights, dose_weights,
                     frequency_mask, radius_px: int, workers: int = 1, chunk: int = 4,
-                    relion_kx_band_limit: bool = False, oversampling: int = 1, max_radius_px=None) -> CCMaps:
+                    relion_kx_band_limit: bool = False, oversampling: int = 1, max_radius_px=None,
+                    motion_px=None) -> CCMaps:
     """Compute all CC maps once for the given geometry.
 
     Parameters
@@ -88,6 +89,9 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     oversampling
         CC-map samples per pixel (zero-padding of the CC spectrum). 2 reduces the sub-pixel bias of the
         bicubic lookup on sharp, whitened CC peaks.
+    motion_px
+        float64 ``(n_particles, n_tilts, 3)`` displacements from input trajectories (px): the maps are centred
+        on the projected trajectory points (RELION does the same); the defocus uses the static position.
     max_radius_px
         Frequencies beyond this radius (Fourier px) have zero weight; the prediction is not computed there.
     relion_kx_band_limit
@@ -100,7 +104,8 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     n_full = s * ovs
     diam = (2 * radius_px + 6) * ovs
     proj = geometry.projection_matrices()
-    uv = project_points(proj, positions_px)
+    points = positions_px if motion_px is None else np.asarray(positions_px)[:, None, :] + motion_px
+    uv = project_points(proj, points)
     visible = visible_in_frames(uv, geometry.image_size_px, s / 2.0)
     defocus = defocus_offsets_angst(geometry, positions_px)
     rot = proj[:, :3, :3]

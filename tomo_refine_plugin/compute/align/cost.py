@@ -76,10 +76,12 @@ class AlignCost:
         bool ``(n_tilts,)`` tilts in the cost (``--min_frame``/``--max_frame``).
     oversampling
         CC-map samples per pixel (:class:`.ccmaps.CCMaps`).
+    motion_px
+        float64 ``(n_particles, n_tilts, 3)`` fixed displacements from input trajectories (px), or None.
     """
 
     def __init__(self, maps, centres_px, visible, projections, positions_px, pivot_px, layout: AlignLayout,
-                 radius_px: int, range_reg: float = 0.0, active=None, oversampling: int = 1):
+                 radius_px: int, range_reg: float = 0.0, active=None, oversampling: int = 1, motion_px=None):
         self.maps = np.ascontiguousarray(maps, np.float64)
         self.centres = np.ascontiguousarray(centres_px, np.float64)
         self.visible = np.ascontiguousarray(visible, np.bool_)
@@ -93,6 +95,8 @@ class AlignCost:
         self.scale = float(oversampling)
         self.range_reg = float(range_reg)
         n_p, n_f = self.visible.shape
+        self.motion = (np.zeros((n_p, n_f, 3)) if motion_px is None
+                       else np.ascontiguousarray(motion_px, np.float64))
         self.active = np.ones(n_f, np.bool_) if active is None else np.ascontiguousarray(active, np.bool_)
         self._value = np.empty((n_p, n_f))
         self._gdelta = np.empty((n_p, n_f, 2))
@@ -108,7 +112,7 @@ class AlignCost:
     def _evaluate(self, x):
         angles, shifts, offsets = self.layout.unpack(x)
         q, dq = tait_bryan(angles)
-        cost_kernel(self.maps, self.centres, self.positions, np.ascontiguousarray(offsets), self.model_rot,
+        cost_kernel(self.maps, self.centres, self.positions, self.motion, np.ascontiguousarray(offsets), self.model_rot,
                     self.model_trans, q, dq, np.ascontiguousarray(shifts), self.pivot, self.active, self.visible,
                     self.radius, self.scale, self.range_reg, self._value, self._gdelta, self._gangle, self._goffset)
         self.n_evaluations += 1

@@ -29,6 +29,7 @@ from ..io.optimisation_set import OptimisationSet, resolve_inputs, write_optimis
 from ..io.particles import check_optics_match, read_particle_set, write_particle_set
 from ..io.star import read_star, require_columns, require_table, write_star
 from ..io.tomograms import load_tilt_series, read_tomogram_set, write_tomogram_set
+from ..io.trajectories import read_trajectories
 from .ccmaps import compute_cc_maps
 from .cost import AlignCost, apply_parameters
 from .layout import AlignLayout
@@ -176,6 +177,13 @@ def _load_inputs(opts: AlignOptions) -> _Inputs:
                 raise InputError(f"tomogram {name} has no particles", path=pset.path, field="data_particles/rlnTomoName",
                                  fix="remove it from --only_tomos")
     tomos = [n for n in tset.names() if n in with_particles]
+    for name in tomos:
+        table = tset.tilt_table(name)
+        if "rlnTomoDeformationCoefficients" in table.columns or "rlnTomoDeformationType" in tset.global_table.columns:
+            raise InputError(f"tomogram {name} carries 2D image deformations, which align does not model yet "
+                             "(RELION would centre the CC maps on them and pass them through)",
+                             path=tset.path, field="rlnTomoDeformationCoefficients",
+                             fix="use relion_tomo_align for deformed tilt series, or drop the deformation columns")
     if not tomos:
         raise InputError("no particle belongs to any tomogram of the tomogram set", path=pset.path,
                          field="data_particles/rlnTomoName", fix="use matching particles and tomograms files")
@@ -203,7 +211,8 @@ def _load_inputs(opts: AlignOptions) -> _Inputs:
 
 
 def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px, particle_matrices, half_index,
-                      reference: PreparedReference, opts: AlignOptions, log=print, rounds: int | None = None):
+                      reference: PreparedReference, opts: AlignOptions, log=print, rounds: int | None = None,
+                      motion_px=None):
     """Align one tilt series.
 
     Parameters
@@ -216,6 +225,8 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
         float64 ``(n_particles, 3, 3)``.
     half_index
         int ``(n_particles,)`` in {0, 1}.
+    motion_px
+        float64 ``(n_particles, n_tilts, 3)`` input trajectories (px) or None; kept fixed (static model).
 
     Returns
     -------
@@ -254,7 +265,8 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
     def maps_for(g, x):
         return compute_cc_maps(stack, g, optics, x, particle_matrices, half_index, reference.halves, freq, dose, mask,
                                int(opts.r), workers=workers, relion_kx_band_limit=RELION_KX_BAND_LIMIT,
-                               oversampling=CC_OVERSAMPLING, max_radius_px=max_radius)
+                               oversampling=CC_OVERSAMPLING, max_radius_px=max_radius,
+                               motion_px=motion_px)
 
     global_shift = np.zeros((n_f, 2))
     for rnd in range(rounds):
@@ -276,10 +288,10 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
             else:
                 x0_shifts = found
         cost = AlignCost(maps.maps, maps.centres_px, maps.visible, geom.projection_matrices(), pos, pivot, layout,
-                         int(opts.r), opts.range_reg, active, maps.oversampling)
+                         int(opts.r), opts.range_reg, active, maps.oversampling, motion_px)
         if rnd == 0:
             cc_before = -AlignCost(maps.maps, maps.centres_px, maps.visible, geom.projection_matrices(), pos, pivot,
-                                   layout, int(opts.r), 0.0, active, maps.oversampling).terms(np.zeros(layout.size)).sum(0)
+                                   layout, int(opts.r), 0.0, active, maps.oversampling, motion_px).terms(np.zeros(layout.size)).sum(0)
             if np.abs(global_shift).max() > opts.r - 3:
                 cc_before = None  # maps were recentred: the input geometry's CC is not in them
         x0_offsets = np.zeros((n_p, 3))
@@ -303,7 +315,7 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
             f"({res.n_iterations} iterations, max 2D move {rounds_info[-1]['max_move_px']:.3f} px, "
             f"{rounds_info[-1]['seconds']:.1f} s)")
     uv0 = project_points(input_proj, positions_px)
-    uv1 = project_points(geom.projection_matrices(), pos)
+    uv1 = project_points(geom.projection_matrices(), pos)  # the trajectories are common to both: they cancel
     move = np.linalg.norm(uv1 - uv0, axis=-1)
     report = TiltReport.from_geometries(geometry, geom, n_visible=n_visible, cc_before=cc_before, cc_after=final_terms,
                                         mean_move_px=move.mean(0), global_shift_px=global_shift, active=active,
@@ -382,6 +394,10 @@ def run_align(opts: AlignOptions, log=print, command: str | None = None) -> Alig
     if skipped and not opts.only_tomos:
         log(f"note: tomogram(s) without particles keep their geometry: {', '.join(skipped)}")
     summaries = {}
+    trajectories = None
+    if inputs.oset.trajectories and not opts.merge_only:
+        # Static model: the input trajectories only centre the CC maps (as in RELION) and pass through unchanged.
+        trajectories = read_trajectories(inputs.oset.resolved("trajectories"), pset.particle_names())
     if not opts.merge_only:
         for name in todo:
             if opts.only_do_unfinished and _temp_paths(out, name)["projections"].exists():
@@ -396,11 +412,14 @@ def run_align(opts: AlignOptions, log=print, command: str | None = None) -> Alig
                                               geometry.tomo_size_px, pset.origins_angst(rows),
                                               pset.subtomo_matrices(rows))
             half = rows["rlnRandomSubset"].to_numpy(int) - 1
+            motion = None
+            if trajectories is not None:
+                motion = trajectories.for_particles(pset.particle_names(rows), geometry.n_tilts) / pix
             stack = _load_stack(tset, name)
             log(f"{name}: {len(rows)} particles, {geometry.n_tilts} tilts")
             new_geom, new_pos, report = align_tilt_series(stack, geometry, optics, positions,
                                                           pset.particle_matrices(rows), half, inputs.reference,
-                                                          opts, log)
+                                                          opts, log, motion_px=motion)
             centred = centred_angst_from_positions_px(new_pos, pix, geometry.tomo_size_px)
             _write_temp(out, name, tset, new_geom, pset.particle_names(rows), centred, report)
             summaries[name] = report.summary()

@@ -98,13 +98,14 @@ class TiltReport:
 
 
 def _plot(report: TiltReport, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # Figure + Agg canvas, not pyplot: no global state, no GUI backend, and a faster import.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     x = report.y_tilt_deg
-    fig, axes = plt.subplots(4, 1, figsize=(8, 10), sharex=True)
+    fig = Figure(figsize=(8, 10))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(4, 1, sharex=True)
     ax = axes[0]
     ax.bar(x, report.mean_move_px, width=1.5, color="tab:red")
     ax.set_ylabel("mean 2D move (px)")
@@ -132,7 +133,6 @@ def _plot(report: TiltReport, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80)
-    plt.close(fig)
 
 
 def write_report(reports: dict, out_dir) -> Path:
