@@ -93,3 +93,20 @@ def test_subpixel_centring_moves_a_point_to_the_phase_origin():
     low = np.abs(f[0, 0, :3, :3])
     np.testing.assert_allclose(np.angle(f[0, 0, :3, :3]), 0.0, atol=1e-3 * low.max() / low.min() + 1e-4)
     assert float(f[0, 0, 0, 0].real) == pytest.approx(stack.sum() / 16, rel=1e-3)
+
+
+def test_cone_weights_by_hand():
+    from tomo_refine_plugin.compute.subtomo.pipeline import cone_weights
+
+    box = 16
+    w = cone_weights(box, np.eye(3)[None], angle_deg=10.0, sig0=2.0)
+    assert w.shape == (1, box, box, box // 2 + 1) and w.dtype == np.float32
+    assert w[0, 5, 0, 0] == 0.0  # on the cone axis (kx = ky = 0)
+    t = 3.0 / (0 * np.sin(np.deg2rad(5.0)) + 2.0)  # kx = 3 in the kz = 0 plane
+    assert w[0, 0, 0, 3] == pytest.approx(1 - np.exp(-t * t / 2), rel=1e-6)
+    t = 3.0 / (4 * np.sin(np.deg2rad(5.0)) + 2.0)  # kx = 3 at kz = −4
+    assert w[0, box - 4, 0, 3] == pytest.approx(1 - np.exp(-t * t / 2), rel=1e-6)
+    # the cone follows the particle frame: rotating z onto x moves the axis to kx
+    rot = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+    wr = cone_weights(box, rot[None], 10.0, 2.0)
+    assert wr[0, 0, 0, 5] == 0.0 and wr[0, 5, 0, 0] > 0.9
