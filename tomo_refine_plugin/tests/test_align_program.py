@@ -157,3 +157,43 @@ def test_bad_input_is_refused_without_output(golden_dir, tmp_path):
                                                      str(d / "tilt_series" / "TS_02.star")]
     write_star(blocks, d / "two_tomos.star")
     _expect_error(d, "has no particles", t=str(d / "two_tomos.star"), only_tomos=("TS_02",))
+
+
+def test_two_tomograms_scale_out_then_merge(golden_dir, tmp_path):
+    """--only_tomos per tomogram, then --merge_only; identical copies give identical results."""
+    import pandas as pd
+
+    d = _copy_golden(golden_dir, tmp_path)
+    tomos = read_star(d / "tomograms.star")
+    g = tomos["global"]
+    g2 = g.copy()
+    g2["rlnTomoName"] = "TS_02"
+    g2["rlnTomoTiltSeriesStarFile"] = "tilt_series/TS_02.star"
+    tomos["global"] = pd.concat([g, g2], ignore_index=True)
+    write_star(tomos, d / "tomograms.star")
+    write_star({"TS_02": read_star(d / "tilt_series" / "TS_01.star")["TS_01"]}, d / "tilt_series" / "TS_02.star")
+    parts = read_star(d / "particles.star")
+    p = parts["particles"].iloc[:12]  # a dozen particles keep this test short
+    p2 = p.copy()
+    p2["rlnTomoName"] = "TS_02"
+    p2["rlnTomoParticleName"] = [n.replace("TS_01", "TS_02") for n in p["rlnTomoParticleName"]]
+    parts["particles"] = pd.concat([p2, p], ignore_index=True)  # TS_02 first: row order must be kept
+    write_star(parts, d / "particles.star")
+    out = tmp_path / "out"
+    opts = dict(o=str(out), b=48, r=10, i=str(d / "optimisation_set.star"), j=2)
+    r2 = run_align(AlignOptions(only_tomos=("TS_02",), **opts), log=lambda *a: None)
+    assert r2.tomograms_star is None and not (out / "tomograms.star").exists()
+    with pytest.raises(InputError, match="TS_01"):
+        run_align(AlignOptions(merge_only=True, **opts), log=lambda *a: None)
+    run_align(AlignOptions(only_tomos=("TS_01",), **opts), log=lambda *a: None)
+    merged = run_align(AlignOptions(merge_only=True, **opts), log=lambda *a: None)
+    ts1 = read_star(out / "tilt_series" / "TS_01.star")["TS_01"]
+    ts2 = read_star(out / "tilt_series" / "TS_02.star")["TS_02"]
+    cols = ["rlnTomoXTilt", "rlnTomoYTilt", "rlnTomoZRot", "rlnTomoXShiftAngst", "rlnTomoYShiftAngst"]
+    np.testing.assert_array_equal(ts1[cols].to_numpy(), ts2[cols].to_numpy())
+    got = read_star(merged.particles_star)["particles"]
+    assert got["rlnTomoParticleName"].tolist() == parts["particles"]["rlnTomoParticleName"].tolist()
+    xyz = ["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst", "rlnCenteredCoordinateZAngst"]
+    np.testing.assert_array_equal(got[xyz].to_numpy()[:12], got[xyz].to_numpy()[12:])
+    assert not np.allclose(got[xyz].to_numpy()[:12], p[xyz].to_numpy())  # they did move
+    assert set(read_star(out / "report" / "align_report.star")) == {"TS_01", "TS_02"}
