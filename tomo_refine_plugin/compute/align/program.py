@@ -269,8 +269,10 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
                                motion_px=motion_px)
 
     global_shift = np.zeros((n_f, 2))
+    maps = cost = None
     for rnd in range(rounds):
         t0 = time.perf_counter()
+        maps = cost = None  # drop the previous round's maps before allocating the next ones (peak memory)
         maps = maps_for(geom, pos)
         if rnd == 0:
             n_visible = (maps.visible & active[None]).sum(0)
@@ -284,6 +286,7 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
                 # Far off for the ±r maps: move those tilts first and recompute the maps around them.
                 geom = geom.with_projection_matrices(apply_parameters(
                     geom.projection_matrices(), np.zeros((n_f, 3)), found, pivot))
+                maps = None
                 maps = maps_for(geom, pos)
             else:
                 x0_shifts = found

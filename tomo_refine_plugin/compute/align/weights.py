@@ -48,15 +48,16 @@ def noise_power_spectra(stack: np.ndarray, box_px: int, workers: int = 1) -> np.
     if s % 2 == 0:
         mult[:, -1] = 1.0
     mult = mult.ravel()
+    # All tiles of one tilt as strided views (no copy), one batched FFT per tilt.
     out = np.zeros((n_tilts, n_bins))
+    den = np.bincount(r0[keep0], (mult * (1 - fr))[keep0], n_bins)
+    den += np.bincount(r0[keep1] + 1, (mult * fr)[keep1], n_bins)
     for f in range(n_tilts):
-        img = stack[f]
-        tiles = np.stack([img[y:y + s, x:x + s] for y in ys for x in xs]).astype(np.float32)
+        views = np.lib.stride_tricks.sliding_window_view(stack[f], (s, s))[::step, ::step]
+        tiles = views[: len(ys), : len(xs)].reshape(-1, s, s)
         ps = (np.abs(scipy.fft.rfft2(tiles, workers=workers)) ** 2).mean(0).ravel() / (s * s)
         num = np.bincount(r0[keep0], (ps * mult * (1 - fr))[keep0], n_bins)
         num += np.bincount(r0[keep1] + 1, (ps * mult * fr)[keep1], n_bins)
-        den = np.bincount(r0[keep0], (mult * (1 - fr))[keep0], n_bins)
-        den += np.bincount(r0[keep1] + 1, (mult * fr)[keep1], n_bins)
         out[f] = num / np.maximum(den, 1e-30)
     return out
 
