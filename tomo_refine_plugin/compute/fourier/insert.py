@@ -182,9 +182,11 @@ def half_grid_to_real_centred(data, box: int, scale: float = 1.0, workers: int =
     volumes
         float32 ``(..., box, box, box)`` = (z, y, x).
     """
-    d = np.asarray(data) * (checkerboard_3d(box) * np.float32(scale))
-    out = scipy.fft.irfftn(d, s=(box, box, box), axes=(-3, -2, -1), norm="ortho", workers=workers)
-    return out.astype(np.float32)
+    # the output is float32, so the transform runs in single precision (half the time of complex128)
+    d = (np.asarray(data) * (checkerboard_3d(box) * np.float32(scale))).astype(np.complex64, copy=False)
+    out = scipy.fft.irfftn(d, s=(box, box, box), axes=(-3, -2, -1), norm="ortho", workers=workers,
+                           overwrite_x=True)
+    return out.astype(np.float32, copy=False)
 
 
 def real_centred_to_half_grid(volumes, workers: int = 1) -> np.ndarray:
