@@ -285,5 +285,8 @@ def _run_reconstruct(opts: ReconstructOptions, log, command: str | None) -> Reco
                 parts.append(f"--{key}" if value is True else f"--{key} {value}")
         command = " ".join(parts)
     atomic_write_text(out / "note.txt", f"Command:\n\n{command}\n")
+    log("shell  resolution(A)  FSC(half1, half2)")
+    for k in range(1, len(fsc)):
+        log(f"{k:5d}  {1.0 / res[k]:13.2f}  {fsc[k]:8.4f}")
     log(f"FSC(half1, half2) = 0.143 at {res_143:.2f} A; particles per half {n_half[0]} / {n_half[1]}")
     return ReconstructResult(outputs[0], outputs[1], outputs[2], out / "fsc.star", fsc, res_143, tuple(n_half))
