@@ -613,6 +613,13 @@ def load_tilt_series(tset: TomogramSet, name) -> np.ndarray:
     groups: dict = {}
     for f, (fname, section) in enumerate(files):
         groups.setdefault(fname, []).append((f, section))
+    if len(groups) == 1:
+        # One stack (the usual N@stack.mrcs): its sections come back in frame order already, so skip the
+        # np.stack copy (it doubled the peak memory of subtomo for a large tilt series).
+        (fname, entries), = groups.items()
+        stack = read_mrc_slices(fname, [s for _, s in entries])
+        tset._image_size_cache.setdefault(str(name), (stack.shape[2], stack.shape[1]))
+        return stack
     images = [None] * len(files)
     for fname, entries in groups.items():
         sections = read_mrc_slices(fname, [s for _, s in entries])
