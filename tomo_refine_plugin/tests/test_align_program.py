@@ -197,3 +197,32 @@ def test_two_tomograms_scale_out_then_merge(golden_dir, tmp_path):
     np.testing.assert_array_equal(got[xyz].to_numpy()[:12], got[xyz].to_numpy()[12:])
     assert not np.allclose(got[xyz].to_numpy()[:12], p[xyz].to_numpy())  # they did move
     assert set(read_star(out / "report" / "align_report.star")) == {"TS_01", "TS_02"}
+
+
+def test_fused_cc_kernel_matches_shared_building_blocks(golden_dir):
+    """The fused prediction/CC kernel equals the path built from the shared slice, CTF, dose and
+    extraction functions (which the subtomo golden tests pin to RELION)."""
+    from tomo_refine_plugin.compute.align.ccmaps import compute_cc_maps
+    from tomo_refine_plugin.compute.align.program import _load_inputs, _load_stack
+    from tomo_refine_plugin.compute.align.reference import shell_weight_2d
+    from tomo_refine_plugin.compute.align.weights import (frequency_limit_mask, noise_power_spectra,
+                                                          whitening_weights)
+    from tomo_refine_plugin.compute.dose import dose_weights_rfft_2d
+    from tomo_refine_plugin.compute.geometry import particle_positions_px
+
+    src = golden_dir / "align"
+    inp = _load_inputs(AlignOptions(o="unused", b=48, r=10, i=str(src / "optimisation_set.star")))
+    g, optics = inp.tset.geometry("TS_01"), inp.tset.optics("TS_01")
+    rows = inp.pset.for_tomogram("TS_01").iloc[:6]
+    pos = particle_positions_px(inp.pset.centred_angst(rows, g.tomo_size_px, 6.0), 6.0, g.tomo_size_px)
+    pos[0, :2] = -400.0  # outside every tilt image: its maps must be zero on both paths
+    stack = _load_stack(inp.tset, "TS_01")
+    freq = whitening_weights(noise_power_spectra(stack, 48), 48) * shell_weight_2d(inp.reference, 5.0)[None]
+    dose = dose_weights_rfft_2d(48, 6.0, optics.pre_exposure_e_per_angst2)
+    args = (stack, g, optics, pos, inp.pset.particle_matrices(rows), rows["rlnRandomSubset"].to_numpy(int) - 1,
+            inp.reference.halves, freq, dose, frequency_limit_mask(freq, dose, 0.02), 10)
+    fused, ref = compute_cc_maps(*args, fused=True), compute_cc_maps(*args, fused=False)
+    assert np.abs(ref.maps).max() > 0 and not ref.visible[0].any()
+    np.testing.assert_allclose(fused.maps, ref.maps, atol=1e-6 * np.abs(ref.maps).max())
+    np.testing.assert_allclose(fused.tilt_sums, ref.tilt_sums, atol=1e-6 * np.abs(ref.tilt_sums).max())
+    assert not fused.maps[0].any()

@@ -164,3 +164,105 @@ def offset_search_kernel(maps, rot2, shifts, active, visible, radius, scale, gri
                             a += wx[i] * maps[p, f, iy - 1 + j, ix - 1 + i]
                         total += wy[j] * a
             out_score[p, gi] = total
+
+
+@njit(cache=True, parallel=True)
+def predict_cc_kernel(volumes, half, mats, tilt, defocus_u, defocus_v, angle_rad, phase_rad, bfactor, ctf_scale,
+                      k1, k2, k3, pixel_size, shifts, visible, weight, dose, spectra):
+    """Fused prediction and CC spectrum, in place: ``spectra[i] ← −W·(Obs·e^{2πik·t/s})·conj(slice·CTF·D)``.
+
+    One row ``i`` per (particle, tilt). Coefficients with ``W = 0`` are skipped (set to 0), so nothing is
+    computed beyond the reference envelope or outside the frequency limits.
+
+    volumes : complex64 (2, s, s, s//2+1) half maps; half : int64 (n,) which one.
+    mats : float64 (n, 3, 3) slice matrices; tilt : int64 (n,) tilt index.
+    defocus_u, defocus_v : float64 (n,) incl. the depth offset (Å); angle_rad, phase_rad, bfactor, ctf_scale :
+    float64 (F,) per tilt; k1 = πλ, k2 = (π/2)·Cs·λ³, k3 = atan(Q0/√(1−Q0²)); pixel_size (Å).
+    shifts : float64 (n, 2) sub-pixel centring shift (px); visible : bool (n,).
+    weight, dose : float32 (F, s, s//2+1); spectra : complex64 (n, s, s//2+1) observations in, CC out.
+    """
+    n = spectra.shape[0]
+    s = spectra.shape[1]
+    sh = spectra.shape[2]
+    sv = volumes.shape[1]
+    svx = volumes.shape[3]
+    inv = 1.0 / (s * pixel_size)
+    for i in prange(n):
+        if not visible[i]:
+            for iy in range(s):
+                for ix in range(sh):
+                    spectra[i, iy, ix] = 0.0
+            continue
+        f = tilt[i]
+        h = half[i]
+        m = mats[i]
+        ca = math.cos(angle_rad[f])
+        sa = math.sin(angle_rad[f])
+        du = defocus_u[i]
+        dv = defocus_v[i]
+        k4 = -bfactor[f] / 4.0
+        tx = shifts[i, 0]
+        ty = shifts[i, 1]
+        for iy in range(s):
+            ky = iy if iy < (s + 1) // 2 else iy - s
+            for ix in range(sh):
+                w = weight[f, iy, ix]
+                if w == 0.0 or (ix == 0 and iy == 0):
+                    spectra[i, iy, ix] = 0.0
+                    continue
+                gx = m[0, 0] * ix + m[1, 0] * ky
+                gy = m[0, 1] * ix + m[1, 1] * ky
+                gz = m[0, 2] * ix + m[1, 2] * ky
+                conj = False
+                if gx < 0.0:
+                    gx = -gx
+                    gy = -gy
+                    gz = -gz
+                    conj = True
+                x0 = int(math.floor(gx))
+                y0 = int(math.floor(gy))
+                z0 = int(math.floor(gz))
+                fx = gx - x0
+                fy = gy - y0
+                fz = gz - z0
+                re = 0.0
+                im = 0.0
+                for dz in range(2):
+                    wz = fz if dz == 1 else 1.0 - fz
+                    zz = (z0 + dz) % sv
+                    for dy in range(2):
+                        wy = fy if dy == 1 else 1.0 - fy
+                        yy = (y0 + dy) % sv
+                        for dx in range(2):
+                            wx = fx if dx == 1 else 1.0 - fx
+                            xx = x0 + dx
+                            if xx > svx - 1:
+                                xx = svx - 1
+                            wt = wx * wy * wz
+                            v = volumes[h, zz, yy, xx]
+                            re += wt * v.real
+                            im += wt * v.imag
+                if conj:
+                    im = -im
+                # RELION CTF (CTF::getCTF), as compute/_ctf_kernels.py
+                kx = ix * inv
+                kya = ky * inv
+                ku = ca * kx + sa * kya
+                kv = -sa * kx + ca * kya
+                k2sum = kx * kx + kya * kya
+                gamma = k1 * (-(du * ku * ku + dv * kv * kv)) + k2 * k2sum * k2sum - phase_rad[f] - k3
+                c = -math.sin(gamma) * math.exp(k4 * k2sum) * ctf_scale[f]
+                if abs(c) < 1e-8:
+                    c = -1e-8 if c < 0.0 else 1e-8
+                # The float32 rounding of the shared CTF/dose arrays is kept, for bit-near parity.
+                c = np.float32(c) * dose[f, iy, ix]
+                pr = np.float32(re) * c
+                pi = np.float32(im) * c
+                a = 2.0 * math.pi * (ix * tx + ky * ty) / s
+                cs = math.cos(a)
+                sn = math.sin(a)
+                o = spectra[i, iy, ix]
+                orr = o.real * cs - o.imag * sn
+                oi = o.real * sn + o.imag * cs
+                # −w · obs · conj(pred)
+                spectra[i, iy, ix] = complex(-w * (orr * pr + oi * pi), -w * (oi * pr - orr * pi))

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from ..ctf import ctf_rfft_2d_batch, defocus_offsets_angst
-from ..fourier.extract import align_observation_rfft_2d
+from ..ctf import ctf_rfft_2d_batch, defocus_offsets_angst, electron_wavelength_angst
+from ..fourier.extract import align_observation_rfft_2d, crop_circle, extract_windows
 from ..fourier.slices import extract_central_slices_rfft_3d
 from ..geometry import TiltSeriesGeometry, TiltSeriesOptics, project_points, visible_in_frames
+from ._kernels import predict_cc_kernel
 
 __all__ = ["CCMaps", "compute_cc_maps"]
 
@@ -63,7 +64,7 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
                     particle_matrices, half_index, reference_halves, frequency_weights, dose_weights,
                     frequency_mask, radius_px: int, workers: int = 1, chunk: int = 4,
                     relion_kx_band_limit: bool = False, oversampling: int = 1, max_radius_px=None,
-                    motion_px=None) -> CCMaps:
+                    motion_px=None, fused: bool = True) -> CCMaps:
     """Compute all CC maps once for the given geometry.
 
     Parameters
@@ -92,6 +93,10 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     motion_px
         float64 ``(n_particles, n_tilts, 3)`` displacements from input trajectories (px): the maps are centred
         on the projected trajectory points (RELION does the same); the defocus uses the static position.
+    fused
+        Compute slice × CTF × dose × weight × observation in one numba pass (:func:`._kernels.predict_cc_kernel`)
+        instead of with the shared slice/CTF/extraction functions (the reference path, used with even
+        Zernike aberrations; a test checks that both agree).
     max_radius_px
         Frequencies beyond this radius (Fourier px) have zero weight; the prediction is not computed there.
     relion_kx_band_limit
@@ -119,12 +124,44 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     # Rows of the zero-padded spectrum: non-negative ky first, negative ky (incl. Nyquist) at the end.
     pad_rows = np.where(np.arange(s) < s // 2, np.arange(s), np.arange(s) + n_full - s)
     tilt_idx = np.arange(n_f)
+    fused = fused and not (optics.even_zernike.size and np.any(optics.even_zernike != 0))
+    if fused:
+        lam = electron_wavelength_angst(optics.voltage_kv)
+        q0 = float(optics.amplitude_contrast)
+        k1, k2, k3 = np.pi * lam, 0.5 * np.pi * optics.cs_mm * 1e7 * lam ** 3, float(np.arctan(q0 / np.sqrt(1 - q0 * q0)))
+        per_tilt = [np.ascontiguousarray(np.deg2rad(optics.defocus_angle_deg)),
+                    np.ascontiguousarray(np.deg2rad(optics.phase_shift_deg)),
+                    np.ascontiguousarray(optics.ctf_bfactor_angst2, np.float64),
+                    np.ascontiguousarray(optics.ctf_scale, np.float64)]
+        dose32 = np.ascontiguousarray(dose)
     for start in range(0, n_p, chunk):
         sl = slice(start, min(start + chunk, n_p))
         n_c = sl.stop - sl.start
         vis = visible[sl]
-        obs = align_observation_rfft_2d(stack, uv[sl], s, visible=vis, workers=workers)
         mats = np.einsum("fij,pjk->pfik", rot, particle_matrices[sl])
+        if fused:
+            windows, origins = extract_windows(stack, uv[sl], s, vis)
+            cc = scipy.fft.rfft2(scipy.fft.ifftshift(crop_circle(windows, s / 2.0, 5.0), axes=(-2, -1)),
+                                 norm="ortho", workers=workers).astype(np.complex64, copy=False)
+            del windows
+            tilts = np.ascontiguousarray(np.broadcast_to(tilt_idx, (n_c, n_f)).ravel(), np.int64)
+            extra = defocus[sl].ravel()
+            predict_cc_kernel(reference_halves, np.ascontiguousarray(np.repeat(half_index[sl], n_f), np.int64),
+                              np.ascontiguousarray(mats.reshape(-1, 3, 3)), tilts,
+                              np.ascontiguousarray(optics.defocus_u_angst[tilts] + extra),
+                              np.ascontiguousarray(optics.defocus_v_angst[tilts] + extra), *per_tilt, k1, k2, k3,
+                              float(geometry.pixel_size_angst),
+                              np.ascontiguousarray((uv[sl] - origins - s // 2).reshape(-1, 2), np.float64),
+                              np.ascontiguousarray(vis.ravel()), weight, dose32, cc.reshape(-1, s, s // 2 + 1))
+            full = scipy.fft.irfft2(cc, s=(n_full, n_full), norm="forward", workers=workers) if ovs == 1 else None
+            if ovs > 1:
+                padded = np.zeros((n_c, n_f, n_full, n_full // 2 + 1), np.complex64)
+                padded[:, :, pad_rows, : s // 2 + 1] = cc
+                full = scipy.fft.irfft2(padded, s=(n_full, n_full), norm="forward", workers=workers)
+            maps[sl] = full[:, :, crop][:, :, :, crop]
+            sums += np.fft.fftshift(full.sum(0), axes=(-2, -1))
+            continue
+        obs = align_observation_rfft_2d(stack, uv[sl], s, visible=vis, workers=workers)
         pred = np.empty((n_c, n_f, s, s // 2 + 1), np.complex64)
         for h in (0, 1):
             sel = np.nonzero(half_index[sl] == h)[0]
