@@ -278,8 +278,10 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
             n_visible = (maps.visible & active[None]).sum(0)
         x0_shifts = np.zeros((n_f, 2))
         if rnd == 0 and layout.fit_shifts:
-            # Search over (nearly) the whole box, not only ±r: the CC sum of a tilt's particles is sharp.
-            found = global_shift_search(maps.tilt_sums, s / 2.0 - 4, maps.oversampling)
+            # Search well beyond ±r (the CC sum of a tilt's particles is sharp), but not to the box edge,
+            # where the cyclic CC wraps and a tilt with few particles could lock onto a neighbour.
+            search_px = min(s / 2.0 - 4, max(3.0 * opts.r, s / 4.0))
+            found = global_shift_search(maps.tilt_sums, search_px, maps.oversampling)
             found[~active | (n_visible == 0)] = 0.0
             global_shift = found
             if np.abs(found).max() > opts.r - 3:
