@@ -93,8 +93,9 @@ class TiltReport:
 
     def summary_line(self) -> str:
         s = self.summary()
-        return (f"particles moved {s['mean_move_px']:.2f} px on average per tilt, most in tilt {s['max_move_tilt']} "
-                f"({s['max_move_px']:.2f} px)")
+        top = np.argsort(self.mean_move_px)[::-1][:3]
+        movers = ", ".join(f"tilt {i + 1} at {self.y_tilt_deg[i]:.0f}° {self.mean_move_px[i]:.2f} px" for i in top)
+        return f"particles moved {s['mean_move_px']:.2f} px on average per tilt; most: {movers}"
 
 
 def _plot(report: TiltReport, path: Path) -> None:
