@@ -29,8 +29,10 @@ def add_arguments(parser) -> None:
     g.add_argument("--diag", action="store_true", help="accepted; the report/ folder holds the diagnostics")
     g.add_argument("--j", type=int, default=6, help="threads")
     g = parser.add_argument_group("Alignment")
-    g.add_argument("--shift_only", action="store_true", help="not yet available (error)")
-    g.add_argument("--shift_only_by_particles", action="store_true", help="not yet available (error)")
+    g.add_argument("--shift_only", action="store_true", help="only a rigid shift per tilt (no L-BFGS), from the sum "
+                                                                "of its particles' CC maps; no particles.star")
+    g.add_argument("--shift_only_by_particles", action="store_true", help="with --shift_only: the same (the "
+                                                                             "particle-sum search is always used)")
     g.add_argument("--r", type=int, default=20, help="max. particle shift (px), at most box/2 − 3")
     g.add_argument("--const_p", action="store_true", help="keep the particle positions constant")
     g.add_argument("--const_a", action="store_true", help="keep the tilt angles constant")

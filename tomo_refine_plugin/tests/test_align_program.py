@@ -243,3 +243,22 @@ def test_recovers_tilt_shifts_far_beyond_r(tmp_path):
                   log=lambda *a: None)
     e = _errors((r.tomograms_star, r.particles_star), data)
     assert e["rms_px"] <= 0.1 and e["max_px"] <= 0.5
+
+
+def test_shift_only(golden_dir, tmp_path):
+    src = golden_dir / "align"
+    out = tmp_path / "so"
+    with pytest.raises(InputError, match="only applies with --shift_only"):
+        run_align(AlignOptions(o=str(out), b=48, r=10, i=str(src / "optimisation_set.star"),
+                               shift_only_by_particles=True), log=lambda *a: None)
+    r = run_align(AlignOptions(o=str(out), b=48, r=10, i=str(src / "optimisation_set.star"), shift_only=True),
+                  log=lambda *a: None)
+    assert r.particles_star is None and not (out / "particles.star").exists()
+    oset = read_star(r.optimisation_set_star)[""]
+    assert oset["rlnTomoParticlesFile"] == "particles.star"  # the input particles, as RELION
+    e = _errors((r.tomograms_star, src / "particles.star"), src)
+    assert e["rms_px"] < 2.6  # 3.72 before; angles and positions are not refined in this mode
+    before = read_star(src / "tilt_series" / "TS_01.star")["TS_01"]
+    after = read_star(out / "tilt_series" / "TS_01.star")["TS_01"]
+    for col in ("rlnTomoXTilt", "rlnTomoYTilt", "rlnTomoZRot"):
+        np.testing.assert_allclose(after[col], before[col], atol=1e-9)

@@ -124,8 +124,9 @@ def _check_options(opts: AlignOptions) -> None:
         if on:
             refuse(flag, "accepted but ignored by RELION 5 (the option has no effect there); refusing rather than "
                          "silently doing nothing")
-    if opts.shift_only or opts.shift_only_by_particles:
-        refuse("--shift_only", "not yet available; the default run already starts with a global per-tilt shift search")
+    if opts.shift_only_by_particles and not opts.shift_only:
+        raise InputError("--shift_only_by_particles only applies with --shift_only", field="--shift_only_by_particles",
+                         fix="add --shift_only")
     if opts.pad != 1:
         raise InputError("--pad other than 1 is not supported (RELION's pad > 1 scales the value but not the "
                          "gradient)", field="--pad", fix="use --pad 1 (the CC values do not depend on it)")
@@ -269,6 +270,9 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
                                motion_px=motion_px)
 
     global_shift = np.zeros((n_f, 2))
+    search_px = min(s / 2.0 - 4, max(3.0 * opts.r, s / 4.0))
+    if opts.shift_only:
+        return _shift_only(geom, pos, maps_for(geom, pos), active, pivot, search_px, opts, motion_px, log)
     maps = cost = None
     for rnd in range(rounds):
         t0 = time.perf_counter()
@@ -280,7 +284,6 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
         if rnd == 0 and layout.fit_shifts:
             # Search well beyond ±r (the CC sum of a tilt's particles is sharp), but not to the box edge,
             # where the cyclic CC wraps and a tilt with few particles could lock onto a neighbour.
-            search_px = min(s / 2.0 - 4, max(3.0 * opts.r, s / 4.0))
             found = global_shift_search(maps.tilt_sums, search_px, maps.oversampling)
             found[~active | (n_visible == 0)] = 0.0
             global_shift = found
@@ -350,6 +353,36 @@ def _load_stack(tset, name) -> np.ndarray:
         except ValueError:
             pass
     return load_tilt_series(tset, name)
+
+
+def _shift_only(geometry, positions, maps, active, pivot, search_px, opts, motion_px, log):
+    """``--shift_only``: one rigid shift per tilt from the sum of its particles' CC maps, no L-BFGS.
+
+    RELION's ``--shift_only_by_particles`` does this within ±r; its default mode correlates a predicted whole
+    micrograph instead. Both flags run the particle-sum search here, over the same wide radius as the
+    global search of a full run (the mode is meant for badly aligned tilts).
+    """
+    n_f, n_p = geometry.n_tilts, positions.shape[0]
+    t0 = time.perf_counter()
+    n_visible = (maps.visible & active[None]).sum(0)
+    found = global_shift_search(maps.tilt_sums, search_px, maps.oversampling)
+    found[~active | (n_visible == 0)] = 0.0
+    layout = AlignLayout(n_f, n_p, fit_angles=False, fit_shifts=True, fit_offsets=False)
+    cost = AlignCost(maps.maps, maps.centres_px, maps.visible, geometry.projection_matrices(), positions, pivot,
+                     layout, int(opts.r), 0.0, active, maps.oversampling, motion_px)
+    cc_before = -cost.terms(np.zeros(layout.size)).sum(0)
+    x = layout.pack(np.zeros((n_f, 3)), found, np.zeros((n_p, 3)))
+    cc_after = -cost.terms(x).sum(0)
+    new = geometry.with_projection_matrices(apply_parameters(geometry.projection_matrices(), np.zeros((n_f, 3)),
+                                                             found, pivot))
+    move = np.linalg.norm(found, axis=1)
+    info = [{"round": 1, "cost_before": float(-cc_before.sum()), "cost_after": float(-cc_after.sum()), "iterations": 0,
+             "evaluations": 2, "max_move_px": float(move.max()), "seconds": time.perf_counter() - t0,
+             "message": "shift only"}]
+    log(f"  {geometry.name} shift only: tilt shifts up to {move.max():.2f} px")
+    report = TiltReport.from_geometries(geometry, new, n_visible=n_visible, cc_before=cc_before, cc_after=cc_after,
+                                        mean_move_px=move, global_shift_px=found, active=active, rounds=info)
+    return new, positions, report
 
 
 def _temp_paths(out: Path, name: str) -> dict:
@@ -476,12 +509,16 @@ def _merge(opts, inputs: _Inputs, out: Path, summaries, log, command=None) -> Al
     out.mkdir(parents=True, exist_ok=True)
     tomo_star, part_star, oset_star = out / "tomograms.star", out / "particles.star", out / "optimisation_set.star"
     write_tomogram_set(tset, tomo_star, write_projection_matrices=True)
-    write_particle_set(pset.with_particles(particles), part_star)
+    if opts.shift_only:
+        part_star = None  # as RELION: positions are unchanged, the optimisation set keeps the input particles
+    else:
+        write_particle_set(pset.with_particles(particles), part_star)
     # RELION drops the reference, mask and FSC entries here; keeping them lets the next job run on --i alone.
-    oset = replace(inputs.oset, particles=str(part_star), tomograms=str(tomo_star), path=None)
+    oset = replace(inputs.oset, particles=str(part_star) if part_star else inputs.oset.particles,
+                   tomograms=str(tomo_star), path=None)
     write_optimisation_set(oset, oset_star)
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
     atomic_write_text(out / "note.txt", "Command:\n\n" + command + "\n")
     report_dir = write_report(reports, out / "report")
-    log(f"wrote {tomo_star}, {part_star}, {oset_star} and {report_dir}")
+    log(f"wrote {tomo_star}, {part_star or '(no particles.star: --shift_only)'}, {oset_star} and {report_dir}")
     return AlignResult(tomo_star, part_star, oset_star, report_dir, tuple(inputs.tomos), summaries)
