@@ -26,7 +26,7 @@ def cost_kernel(maps, centres, positions, motion, offsets, model_rot, model_tran
                 visible, radius, scale, range_reg, out_value, out_gdelta, out_gangle, out_goffset):
     """Per-(particle, tilt) value and gradients; no reductions across particles (deterministic).
 
-    maps : float64 (P, F, D, D) CC maps sampled ``scale`` times per px; index (radius+3)·scale is zero displacement.
+    maps : float32 (P, F, D, D) CC maps sampled ``scale`` times per px; index (radius+3)·scale is zero displacement.
     centres : float64 (P, F, 2) map centres p0 (image px).
     positions, offsets : float64 (P, 3) static positions and current offsets (px).
     motion : float64 (P, F, 3) fixed per-tilt displacements from input trajectories (px), zeros without.
@@ -132,7 +132,7 @@ def cost_kernel(maps, centres, positions, motion, offsets, model_rot, model_tran
 def offset_search_kernel(maps, rot2, shifts, active, visible, radius, scale, grid, out_score):
     """Score of every candidate 3D offset of every particle: Σ_f S_pf(R_f[:2]·δ + shift_f) (Catmull-Rom).
 
-    maps : float64 (P, F, D, D); rot2 : float64 (F, 2, 3) the first two rows of each tilt's rotation;
+    maps : float32 (P, F, D, D); rot2 : float64 (F, 2, 3) the first two rows of each tilt's rotation;
     shifts : float64 (F, 2) tilt shifts (px) relative to the maps' centres; active : bool (F,);
     visible : bool (P, F); grid : float64 (G, 3) candidate offsets (px); out_score : float64 (P, G).
     """

@@ -37,7 +37,7 @@ class CCMaps:
     Attributes
     ----------
     maps
-        float64 ``(n_particles, n_tilts, diam, diam)`` = (p, f, dy, dx), ``diam = (2r+6)·oversampling``;
+        float32 ``(n_particles, n_tilts, diam, diam)`` = (p, f, dy, dx), ``diam = (2r+6)·oversampling``;
         index ``(r+3)·oversampling`` is d = 0.
     radius_px
         ``r``.
@@ -119,7 +119,7 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
         weight[:, :, (s // 2 + 1) // 2:] = 0
     dose = np.asarray(dose_weights, np.float32)
     crop = (np.arange(diam) - (radius_px + 3) * ovs) % n_full
-    maps = np.zeros((n_p, n_f, diam, diam))
+    maps = np.zeros((n_p, n_f, diam, diam), np.float32)
     sums = np.zeros((n_f, n_full, n_full))
     # Rows of the zero-padded spectrum: non-negative ky first, negative ky (incl. Nyquist) at the end.
     pad_rows = np.where(np.arange(s) < s // 2, np.arange(s), np.arange(s) + n_full - s)

@@ -82,7 +82,7 @@ class AlignCost:
 
     def __init__(self, maps, centres_px, visible, projections, positions_px, pivot_px, layout: AlignLayout,
                  radius_px: int, range_reg: float = 0.0, active=None, oversampling: int = 1, motion_px=None):
-        self.maps = np.ascontiguousarray(maps, np.float64)
+        self.maps = np.ascontiguousarray(maps, np.float32)  # bulk data float32; the kernel sums in float64
         self.centres = np.ascontiguousarray(centres_px, np.float64)
         self.visible = np.ascontiguousarray(visible, np.bool_)
         p = np.asarray(projections, np.float64)

@@ -114,7 +114,7 @@ def particle_offset_search(maps, visible, projections, shifts_px, active, radius
     grid = np.ascontiguousarray(grid[(grid ** 2).sum(1) <= r * r])
     rot2 = np.ascontiguousarray(np.asarray(projections, np.float64)[:, :2, :3])
     score = np.empty((maps.shape[0], grid.shape[0]))
-    offset_search_kernel(np.ascontiguousarray(maps, np.float64), rot2, np.ascontiguousarray(shifts_px, np.float64),
+    offset_search_kernel(np.ascontiguousarray(maps, np.float32), rot2, np.ascontiguousarray(shifts_px, np.float64),
                          np.ascontiguousarray(active, np.bool_), np.ascontiguousarray(visible, np.bool_), r, float(oversampling), grid, score)
     best = grid[np.argmax(score, axis=1)]
     seen = (np.asarray(visible, bool) & np.asarray(active, bool)[None]).sum(1)
