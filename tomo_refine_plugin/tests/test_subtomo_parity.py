@@ -6,7 +6,6 @@ voxel size, same particles.star columns and kept particles.
 """
 from __future__ import annotations
 
-import os
 import shlex
 
 import mrcfile
