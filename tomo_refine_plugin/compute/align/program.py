@@ -274,6 +274,7 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
     if opts.shift_only:
         return _shift_only(geom, pos, maps_for(geom, pos), active, pivot, search_px, opts, motion_px, log)
     maps = cost = None
+    recentred = False  # the input geometry's CC is not in the maps once tilts were moved before round 1
     for rnd in range(rounds):
         t0 = time.perf_counter()
         maps = cost = None  # drop the previous round's maps before allocating the next ones (peak memory)
@@ -287,7 +288,8 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
             found = global_shift_search(maps.tilt_sums, search_px, maps.oversampling)
             found[~active | (n_visible == 0)] = 0.0
             global_shift = found
-            if np.abs(found).max() > opts.r - 3:
+            recentred = bool(np.abs(found).max() > opts.r - 3)
+            if recentred:
                 # Far off for the ±r maps: move those tilts first and recompute the maps around them.
                 geom = geom.with_projection_matrices(apply_parameters(
                     geom.projection_matrices(), np.zeros((n_f, 3)), found, pivot))
@@ -297,11 +299,9 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
                 x0_shifts = found
         cost = AlignCost(maps.maps, maps.centres_px, maps.visible, geom.projection_matrices(), pos, pivot, layout,
                          int(opts.r), opts.range_reg, active, maps.oversampling, motion_px)
-        if rnd == 0:
-            cc_before = -AlignCost(maps.maps, maps.centres_px, maps.visible, geom.projection_matrices(), pos, pivot,
-                                   layout, int(opts.r), 0.0, active, maps.oversampling, motion_px).terms(np.zeros(layout.size)).sum(0)
-            if np.abs(global_shift).max() > opts.r - 3:
-                cc_before = None  # maps were recentred: the input geometry's CC is not in them
+        if rnd == 0 and not recentred:
+            # At x = 0 every Δ is 0, so the range term vanishes and the terms are −CC at the input geometry.
+            cc_before = -cost.terms(np.zeros(layout.size)).sum(0)
         x0_offsets = np.zeros((n_p, 3))
         if rnd == 0 and layout.fit_offsets:
             x0_offsets = particle_offset_search(maps.maps, maps.visible, geom.projection_matrices(), x0_shifts, active,
@@ -311,7 +311,8 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
         res = run_lbfgs(cost, x0, opts.it, ftol=1e-13 if rnd == rounds - 1 else 1e-9)
         angles, shifts, offsets = layout.unpack(res.x)
         new_proj = apply_parameters(geom.projection_matrices(), angles, shifts, pivot)
-        moved = np.abs(project_points(new_proj, pos + offsets) - project_points(geom.projection_matrices(), pos))
+        moved = np.linalg.norm(project_points(new_proj, pos + offsets) - project_points(geom.projection_matrices(), pos),
+                               axis=-1)
         geom = geom.with_projection_matrices(new_proj)
         pos = pos + offsets
         final_terms = -cost.terms(res.x).sum(0)
