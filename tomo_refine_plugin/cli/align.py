@@ -26,7 +26,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--o", required=True, help="output directory")
     g.add_argument("--only_do_unfinished", action="store_true", help="skip tomograms with results in <o>/temp")
     g.add_argument("--per_frame_noise", action="store_true", help="one noise spectrum per tilt")
-    g.add_argument("--diag", action="store_true", help="accepted; the report/ folder holds the diagnostics")
+    g.add_argument("--diag", action="store_true", help="also write <o>/diag_<tomo>_frq_weight.mrc (per-tilt "
+                                                                 "frequency weights)")
     g.add_argument("--j", type=int, default=6, help="threads")
     g = parser.add_argument_group("Alignment")
     g.add_argument("--shift_only", action="store_true", help="only a rigid shift per tilt (no L-BFGS), from the sum "

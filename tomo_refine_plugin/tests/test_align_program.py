@@ -251,9 +251,11 @@ def test_shift_only(golden_dir, tmp_path):
     with pytest.raises(InputError, match="only applies with --shift_only"):
         run_align(AlignOptions(o=str(out), b=48, r=10, i=str(src / "optimisation_set.star"),
                                shift_only_by_particles=True), log=lambda *a: None)
-    r = run_align(AlignOptions(o=str(out), b=48, r=10, i=str(src / "optimisation_set.star"), shift_only=True),
-                  log=lambda *a: None)
+    r = run_align(AlignOptions(o=str(out), b=48, r=10, i=str(src / "optimisation_set.star"), shift_only=True,
+                               diag=True), log=lambda *a: None)
     assert r.particles_star is None and not (out / "particles.star").exists()
+    with mrcfile.open(out / "diag_TS_01_frq_weight.mrc") as m:  # --diag: per-tilt frequency weights
+        assert m.data.shape == (31, 48, 25) and m.data.max() > 0 and m.data[:, 0, 24].max() == 0
     oset = read_star(r.optimisation_set_star)[""]
     assert oset["rlnTomoParticlesFile"] == "particles.star"  # the input particles, as RELION
     e = _errors((r.tomograms_star, src / "particles.star"), src)

@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..geometry import TiltSeriesGeometry, centred_angst_from_positions_px, particle_positions_px, project_points
 from ..io.atomic import atomic_write_text
 from ..io.fsc import read_fsc
-from ..io.mrc import read_mrc
+from ..io.mrc import read_mrc, write_mrc
 from ..io.optimisation_set import OptimisationSet, resolve_inputs, write_optimisation_set
 from ..io.particles import check_optics_match, read_particle_set, write_particle_set
 from ..io.star import read_star, require_columns, require_table, write_star
@@ -213,7 +213,7 @@ def _load_inputs(opts: AlignOptions) -> _Inputs:
 
 def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px, particle_matrices, half_index,
                       reference: PreparedReference, opts: AlignOptions, log=print, rounds: int | None = None,
-                      motion_px=None):
+                      motion_px=None, diag_path=None):
     """Align one tilt series.
 
     Parameters
@@ -228,6 +228,9 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
         int ``(n_particles,)`` in {0, 1}.
     motion_px
         float64 ``(n_particles, n_tilts, 3)`` input trajectories (px) or None; kept fixed (static model).
+    diag_path
+        With ``--diag``: where to write the per-tilt frequency weights (× limits), float32
+        ``(n_tilts, s, s//2+1)`` as an MRC stack (RELION's ``diag_<tomo>_frq_weight.mrc``).
 
     Returns
     -------
@@ -248,6 +251,8 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
     dose = dose_weights_rfft_2d(s, geometry.pixel_size_angst, optics.pre_exposure_e_per_angst2,
                                 optics.bfactor_per_dose_angst2)
     mask = frequency_limit_mask(freq, dose, opts.cutoff_fract)
+    if diag_path is not None:
+        write_mrc(diag_path, (freq * mask).astype(np.float32), geometry.pixel_size_angst)
     # Beyond the reference envelope every weight is 0: do not render the prediction there.
     max_radius = min(s / 2.0, reference.last_shell_px + opts.fsc_thresh_width + 1.0)
     order = optics.frame_sequence()
@@ -458,7 +463,8 @@ def run_align(opts: AlignOptions, log=print, command: str | None = None) -> Alig
             log(f"{name}: {len(rows)} particles, {geometry.n_tilts} tilts")
             new_geom, new_pos, report = align_tilt_series(stack, geometry, optics, positions,
                                                           pset.particle_matrices(rows), half, inputs.reference,
-                                                          opts, log, motion_px=motion)
+                                                          opts, log, motion_px=motion,
+                                                          diag_path=out / f"diag_{name}_frq_weight.mrc" if opts.diag else None)
             centred = centred_angst_from_positions_px(new_pos, pix, geometry.tomo_size_px)
             _write_temp(out, name, tset, new_geom, pset.particle_names(rows), centred, report)
             summaries[name] = report.summary()
