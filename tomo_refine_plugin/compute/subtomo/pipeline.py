@@ -37,6 +37,7 @@ from ..fourier.insert import (
 )
 from ..geometry import TiltSeriesOptics
 from ..zernike import zernike_odd_phase_rfft_2d
+from ._kernels import ctf_dose_sign_kernel, separable_phase_kernel
 
 __all__ = [
     "ExtractionSpec",
@@ -139,17 +140,22 @@ def tilt_spectra(stack, uv, visible, spec: ExtractionSpec, workers: int = 1) -> 
     # modulation, and the sub-pixel phase factorises into a kx row times a ky column.
     f = scipy.fft.rfft2(windows, norm="ortho", workers=workers, overwrite_x=True)
     del windows
-    f *= _checkerboard_2d(s02)
+    rows_src = np.arange(s02)
     if spec.binning != 1.0:
         f = fourier_crop_rfft_2d(f, s2)
-        f /= np.float32(spec.binning)
-    f = f.astype(np.complex64, copy=False)
+        rows = np.arange(s2)
+        rows_src = np.where(rows < s2 / 2, rows, rows - s2 + s02)  # the source rows fourier_crop kept
+    f = np.ascontiguousarray(f, dtype=np.complex64)
     shift = (np.asarray(uv, np.float64) - origins) / spec.binning - (s2 // 2)
     k = np.arange(s2)
     ky = np.where(k < s2 / 2, k, k - s2).astype(np.float64)
     kx = np.arange(s2 // 2 + 1, dtype=np.float64)
-    f *= np.exp(2j * np.pi / s2 * ky * shift[..., 1, None]).astype(np.complex64)[..., :, None]
-    f *= np.exp(2j * np.pi / s2 * kx * shift[..., 0, None]).astype(np.complex64)[..., None, :]
+    # (−1)^(kx+ky) of the source grid (the ifftshift) and 1/bin fold into the separable sub-pixel phase
+    sign_y = np.where(rows_src % 2, -1.0, 1.0) / spec.binning
+    sign_x = np.where(np.arange(s2 // 2 + 1) % 2, -1.0, 1.0)
+    row_factor = (sign_y * np.exp(2j * np.pi / s2 * ky * shift[..., 1, None])).astype(np.complex64)
+    col_factor = (sign_x * np.exp(2j * np.pi / s2 * kx * shift[..., 0, None])).astype(np.complex64)
+    separable_phase_kernel(f, np.ascontiguousarray(row_factor), np.ascontiguousarray(col_factor))
     return f
 
 
@@ -199,9 +205,11 @@ def weight_spectra(
     if spec.do_ctf:
         tilt_idx = np.broadcast_to(np.arange(n_frames), (n, n_frames))
         c = ctf_rfft_2d_batch(s2, spec.binned_pixel_size_angst, optics, tilt_idx, defocus_offsets_angst)
-        c *= dose[None]
-        x *= (spec.flip_sign * c).astype(np.float32)
-        weights = None if stack2d else (c * c).astype(np.float32)
+        weights = np.empty(x.shape, np.float32)
+        ctf_dose_sign_kernel(x, np.ascontiguousarray(c, dtype=np.float32), np.ascontiguousarray(dose, np.float32),
+                             np.float32(spec.flip_sign), weights)
+        if stack2d:
+            weights = None
         del c
     else:
         if spec.flip_sign != 1.0:
