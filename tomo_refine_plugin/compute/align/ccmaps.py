@@ -6,7 +6,9 @@ slice of the particle's own half map (``rlnRandomSubset``) × CTF (depth-depende
 ``CC(k) = −W_f(k)·Obs(k)·conj(Pred(k))`` inside the tilt's frequency limits (the minus sign: particles are
 dark, the prediction is white). The unnormalised inverse FFT gives ``S(d) = Σ_k CC(k)·e^{+2πik·d/s}``,
 which peaks at the displacement ``d`` of the particle from ``q_pf``. Maps are cropped to
-``diam = 2r+6`` around ``d = 0`` (centre index ``r+3``) with a zeroed 3-px border.
+``diam = 2r+6`` around ``d = 0`` (centre index ``r+3``) with a zeroed 3-px border. By default the whole
+chain after the FFT of the windows runs in one numba kernel (:func:`._kernels.predict_cc_kernel`); the
+``fused=False`` path composes the shared slice/CTF/extraction functions and serves as its reference.
 
 Deliberate deviations from RELION (docs/DEVIATIONS.md):
 * RELION's ``padCorner2D_half`` keeps only ``kx < (s/2+1)/2`` before the inverse FFT, silently dropping

@@ -1,9 +1,10 @@
 """``tomo-refine align``: refine per-tilt projections and particle positions (drop-in for
 ``relion_tomo_align`` without ``--motion``/``--deformation``; relion_align.md).
 
-Per tomogram: CC maps once per round (:mod:`.ccmaps`), a global per-tilt shift search, then L-BFGS over
-5 parameters per tilt and 3 offsets per particle (:mod:`.cost`, :mod:`.optimise`); two rounds, the second
-with maps re-rendered at the refined geometry. Results go to ``<o>/temp/<tomo>_*`` as each tomogram
+Per tomogram: CC maps once per round (:mod:`.ccmaps`); in the first round a global per-tilt shift search
+and a brute-force 3D offset search per particle (:mod:`.optimise`), then L-BFGS over 5 parameters per tilt
+and 3 offsets per particle (:mod:`.cost`); the second round re-renders the predictions and recentres the maps
+at the refined geometry and runs L-BFGS again. ``--shift_only`` stops after the shift search. Results go to ``<o>/temp/<tomo>_*`` as each tomogram
 finishes (resume with ``only_do_unfinished``; scale out with ``only_tomos`` + ``merge_only``), then are
 merged into ``tomograms.star``, ``particles.star``, ``optimisation_set.star``, ``note.txt`` and ``report/``.
 """
