@@ -203,7 +203,8 @@ def test_fused_cc_kernel_matches_shared_building_blocks(golden_dir):
     """The fused prediction/CC kernel equals the path built from the shared slice, CTF, dose and
     extraction functions (which the subtomo golden tests pin to RELION)."""
     from tomo_refine_plugin.compute.align.ccmaps import compute_cc_maps
-    from tomo_refine_plugin.compute.align.program import _load_inputs, _load_stack
+    from tomo_refine_plugin.compute.align.program import _load_inputs
+    from tomo_refine_plugin.compute.io.tomograms import load_tilt_series
     from tomo_refine_plugin.compute.align.reference import shell_weight_2d
     from tomo_refine_plugin.compute.align.weights import (frequency_limit_mask, noise_power_spectra,
                                                           whitening_weights)
@@ -216,7 +217,7 @@ def test_fused_cc_kernel_matches_shared_building_blocks(golden_dir):
     rows = inp.pset.for_tomogram("TS_01").iloc[:6]
     pos = particle_positions_px(inp.pset.centred_angst(rows, g.tomo_size_px, 6.0), 6.0, g.tomo_size_px)
     pos[0, :2] = -400.0  # outside every tilt image: its maps must be zero on both paths
-    stack = _load_stack(inp.tset, "TS_01")
+    stack = load_tilt_series(inp.tset, "TS_01")
     freq = whitening_weights(noise_power_spectra(stack, 48), 48) * shell_weight_2d(inp.reference, 5.0)[None]
     dose = dose_weights_rfft_2d(48, 6.0, optics.pre_exposure_e_per_angst2)
     args = (stack, g, optics, pos, inp.pset.particle_matrices(rows), rows["rlnRandomSubset"].to_numpy(int) - 1,

@@ -338,30 +338,6 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
     return geom, pos, report
 
 
-def _load_stack(tset, name) -> np.ndarray:
-    """The tilt series as float32 ``(n_tilts, H, W)``.
-
-    Fast path for the usual ``1@s.mrcs … N@s.mrcs`` in order: read the file once into memory. A
-    memory-mapped read plus a copy (the general loader) holds the stack twice, which alone would double
-    the 4k-image footprint; the general loader handles everything else.
-    """
-    import mrcfile
-
-    files = tset.image_files(name)
-    paths = {f for f, _ in files}
-    sections = [sec for _, sec in files]
-    if len(paths) == 1 and sections == list(range(len(files))):
-        try:
-            with mrcfile.open(next(iter(paths)), mode="r", permissive=True) as mrc:
-                data = mrc.data
-                if data is not None and data.ndim == 3 and data.shape[0] == len(files):
-                    # Read-only is fine: nothing writes into the stack.
-                    return np.ascontiguousarray(data, dtype=np.float32)
-        except ValueError:
-            pass
-    return load_tilt_series(tset, name)
-
-
 def _shift_only(geometry, positions, maps, active, pivot, search_px, opts, motion_px, log):
     """``--shift_only``: one rigid shift per tilt from the sum of its particles' CC maps, no L-BFGS.
 
@@ -460,7 +436,7 @@ def run_align(opts: AlignOptions, log=print, command: str | None = None) -> Alig
             motion = None
             if trajectories is not None:
                 motion = trajectories.for_particles(pset.particle_names(rows), geometry.n_tilts) / pix
-            stack = _load_stack(tset, name)
+            stack = load_tilt_series(tset, name)
             log(f"{name}: {len(rows)} particles, {geometry.n_tilts} tilts")
             new_geom, new_pos, report = align_tilt_series(stack, geometry, optics, positions,
                                                           pset.particle_matrices(rows), half, inputs.reference,
