@@ -128,42 +128,53 @@ def cost_kernel(maps, centres, positions, motion, offsets, model_rot, model_tran
         out_goffset[p, 2] = go2
 
 
+@njit(cache=True)
+def _offset_score(maps, p, rot2, shifts, active, visible, centre, scale, ox, oy, oz, wx, dwx, wy, dwy):
+    n_f = maps.shape[1]
+    diam = maps.shape[2]
+    total = 0.0
+    for f in range(n_f):
+        if not (active[f] and visible[p, f]):
+            continue
+        xi = (rot2[f, 0, 0] * ox + rot2[f, 0, 1] * oy + rot2[f, 0, 2] * oz + shifts[f, 0]) * scale + centre
+        yi = (rot2[f, 1, 0] * ox + rot2[f, 1, 1] * oy + rot2[f, 1, 2] * oz + shifts[f, 1]) * scale + centre
+        if xi > 1.0 and xi < diam - 2.0 and yi > 1.0 and yi < diam - 2.0:
+            ix = int(math.floor(xi))
+            iy = int(math.floor(yi))
+            _catmull_rom(xi - ix, wx, dwx)
+            _catmull_rom(yi - iy, wy, dwy)
+            for j in range(4):
+                a = 0.0
+                for i in range(4):
+                    a += wx[i] * maps[p, f, iy - 1 + j, ix - 1 + i]
+                total += wy[j] * a
+    return total
+
+
 @njit(cache=True, parallel=True)
 def offset_search_kernel(maps, rot2, shifts, active, visible, radius, scale, grid, out_score):
     """Score of every candidate 3D offset of every particle: Σ_f S_pf(R_f[:2]·δ + shift_f) (Catmull-Rom).
 
     maps : float32 (P, F, D, D); rot2 : float64 (F, 2, 3) the first two rows of each tilt's rotation;
     shifts : float64 (F, 2) tilt shifts (px) relative to the maps' centres; active : bool (F,);
-    visible : bool (P, F); grid : float64 (G, 3) candidate offsets (px); out_score : float64 (P, G).
+    visible : bool (P, F); grid : float64 (G, 3) candidate offsets (px), shared by all particles, or
+    (P, G, 3), one set per particle; out_score : float64 (P, G).
     """
     n_p = maps.shape[0]
-    n_f = maps.shape[1]
-    diam = maps.shape[2]
     centre = (radius + 3.0) * scale
-    n_g = grid.shape[0]
+    n_g = out_score.shape[1]
+    per_particle = grid.ndim == 3
+    flat = grid.reshape(-1, 3)
     for p in prange(n_p):
         wx = np.empty(4)
         dwx = np.empty(4)
         wy = np.empty(4)
         dwy = np.empty(4)
+        base = p * n_g if per_particle else 0
         for gi in range(n_g):
-            total = 0.0
-            for f in range(n_f):
-                if not (active[f] and visible[p, f]):
-                    continue
-                xi = (rot2[f, 0, 0] * grid[gi, 0] + rot2[f, 0, 1] * grid[gi, 1] + rot2[f, 0, 2] * grid[gi, 2] + shifts[f, 0]) * scale + centre
-                yi = (rot2[f, 1, 0] * grid[gi, 0] + rot2[f, 1, 1] * grid[gi, 1] + rot2[f, 1, 2] * grid[gi, 2] + shifts[f, 1]) * scale + centre
-                if xi > 1.0 and xi < diam - 2.0 and yi > 1.0 and yi < diam - 2.0:
-                    ix = int(math.floor(xi))
-                    iy = int(math.floor(yi))
-                    _catmull_rom(xi - ix, wx, dwx)
-                    _catmull_rom(yi - iy, wy, dwy)
-                    for j in range(4):
-                        a = 0.0
-                        for i in range(4):
-                            a += wx[i] * maps[p, f, iy - 1 + j, ix - 1 + i]
-                        total += wy[j] * a
-            out_score[p, gi] = total
+            k = base + gi
+            out_score[p, gi] = _offset_score(maps, p, rot2, shifts, active, visible, centre, scale, flat[k, 0],
+                                             flat[k, 1], flat[k, 2], wx, dwx, wy, dwy)
 
 
 @njit(cache=True, parallel=True)

@@ -87,15 +87,23 @@ def run_lbfgs(cost: AlignCost, x0, max_iterations: int = 10000, history: int = 6
                        str(res.message))
 
 
-def particle_offset_search(maps, visible, projections, shifts_px, active, radius_px: int, step_px: float = 1.0,
-                           min_tilts: int = 3, oversampling: int = 1):
-    """Per particle, the 3D offset (px) on a grid within a ball of radius ``radius_px`` that maximises the sum
-    over tilts of its CC maps at the projected offset (tilt angles fixed, tilt shifts ``shifts_px`` applied).
+def _ball(radius_px: float, step_px: float) -> np.ndarray:
+    ax = np.arange(-np.floor(radius_px / step_px), np.floor(radius_px / step_px) + 1) * step_px
+    gx, gy, gz = np.meshgrid(ax, ax, ax, indexing="ij")
+    grid = np.stack([gx.ravel(), gy.ravel(), gz.ravel()], 1)
+    return np.ascontiguousarray(grid[(grid ** 2).sum(1) <= radius_px ** 2 + 1e-9])
+
+
+def particle_offset_search(maps, visible, projections, shifts_px, active, radius_px: int, min_tilts: int = 3,
+                           oversampling: int = 1, coarse_step_px: float = 2.0, n_candidates: int = 8):
+    """Per particle, the 3D offset (px) within a ball of radius ``radius_px`` that maximises the sum over tilts
+    of its CC maps at the projected offset (tilt angles fixed, tilt shifts ``shifts_px`` applied).
 
     Why: L-BFGS from zero offset can walk a particle whose position error projects near the window edge out
     of its maps (where the data term is 0 and negative CC lobes push outwards); the golden ``align`` set has
-    two such particles. A brute-force search over the ±r ball is cheap (``n_particles·n_grid·n_tilts``
-    bicubic lookups) and starts every particle in the right basin.
+    two such particles. Coarse to fine: every point of a ``coarse_step_px`` grid, then the 27 neighbours at
+    1 px of each of the ``n_candidates`` best coarse points (a sharp peak between coarse points still ranks
+    among the candidates). For ``r = 20`` that is ~6x fewer bicubic lookups than the full 1 px grid.
 
     Particles seen in fewer than ``min_tilts`` active tilts keep offset 0: their score is flat (all zero when
     never seen) along some direction, and an argmax there would throw them to the edge of the ball.
@@ -108,15 +116,23 @@ def particle_offset_search(maps, visible, projections, shifts_px, active, radius
     from ._kernels import offset_search_kernel
 
     r = float(radius_px)
-    ax = np.arange(-np.floor(r / step_px), np.floor(r / step_px) + 1) * step_px
-    gx, gy, gz = np.meshgrid(ax, ax, ax, indexing="ij")
-    grid = np.stack([gx.ravel(), gy.ravel(), gz.ravel()], 1)
-    grid = np.ascontiguousarray(grid[(grid ** 2).sum(1) <= r * r])
-    rot2 = np.ascontiguousarray(np.asarray(projections, np.float64)[:, :2, :3])
-    score = np.empty((maps.shape[0], grid.shape[0]))
-    offset_search_kernel(np.ascontiguousarray(maps, np.float32), rot2, np.ascontiguousarray(shifts_px, np.float64),
-                         np.ascontiguousarray(active, np.bool_), np.ascontiguousarray(visible, np.bool_), r, float(oversampling), grid, score)
-    best = grid[np.argmax(score, axis=1)]
+    n_p = maps.shape[0]
+    args = (np.ascontiguousarray(maps, np.float32),
+            np.ascontiguousarray(np.asarray(projections, np.float64)[:, :2, :3]),
+            np.ascontiguousarray(shifts_px, np.float64), np.ascontiguousarray(active, np.bool_),
+            np.ascontiguousarray(visible, np.bool_), r, float(oversampling))
+    coarse = _ball(r, coarse_step_px if r > 2 * coarse_step_px else 1.0)
+    score = np.empty((n_p, coarse.shape[0]))
+    offset_search_kernel(*args, coarse, score)
+    k = min(n_candidates, coarse.shape[0])
+    best = coarse[np.argsort(-score, axis=1, kind="stable")[:, :k]]              # (P, k, 3)
+    steps = _ball(np.sqrt(3.0), 1.0)                                              # the 27 neighbours
+    fine = (best[:, :, None, :] + steps[None, None]).reshape(n_p, -1, 3)
+    fine = np.where((fine ** 2).sum(-1, keepdims=True) <= r * r + 1e-9, fine, best[:, :1, :])
+    fine = np.ascontiguousarray(fine)
+    fine_score = np.empty(fine.shape[:2])
+    offset_search_kernel(*args, fine, fine_score)
+    out = fine[np.arange(n_p), np.argmax(fine_score, axis=1)]
     seen = (np.asarray(visible, bool) & np.asarray(active, bool)[None]).sum(1)
-    best[seen < min_tilts] = 0.0
-    return best
+    out[seen < min_tilts] = 0.0
+    return out
