@@ -64,7 +64,7 @@ class CCMaps:
 
 def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptics, positions_px,
                     particle_matrices, half_index, reference_halves, frequency_weights, dose_weights,
-                    frequency_mask, radius_px: int, workers: int = 1, chunk: int = 4,
+                    frequency_mask, radius_px: int, workers: int = 1, chunk: int = 2,
                     relion_kx_band_limit: bool = False, oversampling: int = 1, max_radius_px=None,
                     motion_px=None, fused: bool = True) -> CCMaps:
     """Compute all CC maps once for the given geometry.
