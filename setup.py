@@ -31,7 +31,9 @@ setup(
     package_data={"tomo_refine_plugin": ["protocols.conf", "templates/*", "tests/data/*", "tests/data/*/*",
                                          "tests/data/*/*/*"]},
     install_requires=ENGINE + SCIPION + ["matplotlib>=3.5"],
-    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    # reliontomo (and scipion-app, which its convert module imports without declaring it) only for the
+    # test that checks its refine protocols accept our pseudo-subtomograms; it is not needed at run time.
+    extras_require={"test": ["pytest>=7", "pytest-timeout", "scipion-em-reliontomo>=4.0", "scipion-app"]},
     entry_points={
         "console_scripts": ["tomo-refine = tomo_refine_plugin.cli:main"],
         "pyworkflow.plugin": ["tomo_refine_plugin = tomo_refine_plugin"],

@@ -237,6 +237,29 @@ class TomoRefineSetOfPseudoSubtomograms(SetOfSubTomograms):
     def setParticles(self, path):
         self._particles.set(path)
 
+    # reliontomo's names for the same fields (RelionSetOfPseudoSubtomograms), so code written for its
+    # sets also reads this one (used where reliontomo is not installed).
+    def getParticlesStar(self):
+        return self._particles.get()
+
+    def getTrajectoriesStar(self):
+        return self._trajectories.get()
+
+    def setTomogramsStar(self, path):
+        self._tomograms.set(path)
+
+    def setTrajectoriesStar(self, path):
+        self._trajectories.set(path)
+
+    def areRe5Particles(self):
+        return self._areRe5Particles.get()
+
+    def setAreRe5Particles(self, value):
+        self._areRe5Particles.set(value)
+
+    def getTSIds(self):
+        return self.getUniqueValues(TomoRefinePseudoSubtomogram.TS_ID_ATTRIBUTE)
+
     def getTrajectories(self):
         return self._trajectories.get()
 

@@ -170,19 +170,40 @@ class ProtTomoRefineBase(EMProtocol, ProtTomoBase):
                 coord.setVolume(tomo)
                 yield coord.clone(), coord.getMatrix(convention=TR_RELION), coord_pix, tomo, coord.getObjId()
         else:
+            from ..reliontomo_compat import full_orientation_matrix, is_reliontomo_set
+
+            # reliontomo's items split the orientation (A_sub in the transform, rlnAngle* as attributes);
+            # everything else carries the full orientation in its transform.
+            split = is_reliontomo_set(particles)
+            set_pix = float(particles.getSamplingRate())
             for sub in particles.iterItems():
                 coord = sub.getCoordinate3D()
                 tomo = tomo_by_id.get(coord.getTomoId() or sub.getVolName())
                 coord.setVolume(tomo)
-                matrix = sub.getTransform(convention=TR_RELION).getMatrix()
+                if split:
+                    matrix = full_orientation_matrix(sub, set_pix, coord_pix)
+                else:
+                    matrix = sub.getTransform(convention=TR_RELION).getMatrix()
                 yield coord.clone(), matrix, coord_pix, tomo, sub.getObjId()
 
     def _coordinatesById(self):
         """{input object id: Coordinate3D clone} for the particle input (coordinates or subtomograms)."""
         particles = self.inputParticles.get()
+        tomos = self._getTomograms()
+        tomo_by_id = {t.getTsId(): t.clone() for t in tomos.iterItems()} if tomos is not None else {}
+
+        def attached(coord, ts_id):
+            # With their tomogram, so bottom-left positions can be asked for (a fresh step process has
+            # no precedents set on the input coordinates).
+            coord = coord.clone()
+            tomo = tomo_by_id.get(coord.getTomoId() or ts_id)
+            if tomo is not None:
+                coord.setVolume(tomo)
+            return coord
+
         if particles.getClassName().startswith("SetOfCoordinates"):
-            return {c.getObjId(): c.clone() for c in particles.iterItems()}
-        return {s.getObjId(): s.getCoordinate3D().clone() for s in particles.iterItems()}
+            return {c.getObjId(): attached(c, None) for c in particles.iterItems()}
+        return {s.getObjId(): attached(s.getCoordinate3D(), s.getVolName()) for s in particles.iterItems()}
 
     def _writeInputStars(self):
         """Write extra/in_tomograms.star (+ in_tilt_series/) and extra/in_particles.star."""

@@ -10,11 +10,19 @@ from pyworkflow.protocol import params
 from .. import constants as C
 from ..compute.errors import InputError
 from ..objects import TomoRefinePseudoSubtomogram, TomoRefineSetOfPseudoSubtomograms
+from ..reliontomo_compat import new_relion_item, new_relion_set, reliontomo_classes
 from .protocol_base import ProtTomoRefineBase
 
 
+def _output_set_class():
+    """reliontomo's set where reliontomo is installed (its protocols accept only that exact class),
+    else the plugin's look-alike."""
+    classes = reliontomo_classes()
+    return classes[0] if classes else TomoRefineSetOfPseudoSubtomograms
+
+
 class ProtTomoRefinePseudoSubtomosOutputs(Enum):
-    pseudoSubtomograms = TomoRefineSetOfPseudoSubtomograms
+    pseudoSubtomograms = _output_set_class()
 
 
 class ProtTomoRefinePseudoSubtomos(ProtTomoRefineBase):
@@ -114,6 +122,32 @@ class ProtTomoRefinePseudoSubtomos(ProtTomoRefineBase):
         crop = self.croppedBoxSize.get()
         out_box = int(crop) if crop is not None and crop > 0 else int(round(box / binning))
 
+        coords = self._getCoordinates()
+        coord_by_obj = self._coordinatesById() if "sciObjId" in pset.particles else {}
+        relion = reliontomo_classes()
+        if relion is not None:
+            out = self._relionOutput(relion, pset, opt_star, coords, coord_by_obj, ts_set, ts_pix, binning, out_box)
+        else:
+            out = self._ownOutput(pset, opt_star, coords, coord_by_obj, ts_set, ts_pix, binning, box, out_box)
+        self._defineOutputs(**{ProtTomoRefinePseudoSubtomosOutputs.pseudoSubtomograms.name: out})
+        self._defineSourceRelation(self.inputParticles, out)
+        self._defineSourceRelation(self.inputTiltSeries, out)
+        self._defineSourceRelation(self.inputCtfTomoSeries, out)
+
+    def _relionOutput(self, classes, pset, opt_star, coords, coord_by_obj, ts_set, ts_pix, binning, out_box):
+        """A reliontomo ``RelionSetOfPseudoSubtomograms`` (see :mod:`..reliontomo_compat`): item transforms
+        hold ``A_sub`` and the origin only, the particle angles go to the items' angle attributes."""
+        set_class, item_class = classes
+        rows = pset.particles
+        out = new_relion_set(set_class, self._getPath(), opt_star, coords, ts_pix, binning, out_box, len(rows),
+                             bool(self.write2dStacks.get()), ts_set.getAcquisition())
+        set_pix = out.getSamplingRate()
+        for k, (_, row) in enumerate(rows.iterrows()):
+            coord = coord_by_obj.get(int(row["sciObjId"])) if coord_by_obj else None
+            out.append(new_relion_item(item_class, row, k, set_pix, coord))
+        return out
+
+    def _ownOutput(self, pset, opt_star, coords, coord_by_obj, ts_set, ts_pix, binning, box, out_box):
         out = TomoRefineSetOfPseudoSubtomograms.create(self._getPath())
         out.setAcquisition(ts_set.getAcquisition().clone())
         out.setTsSamplingRate(ts_pix)
@@ -124,11 +158,8 @@ class ProtTomoRefinePseudoSubtomos(ProtTomoRefineBase):
         out.setAre2dStacks(bool(self.write2dStacks.get()))
         out.setFloat16(bool(self.outputInFloat16.get()))
         out.setFilesMaster(opt_star)
-        coords = self._getCoordinates()
         if coords is not None:
             out.setCoordinates3D(coords)
-
-        coord_by_obj = self._coordinatesById() if "sciObjId" in pset.particles else {}
         rows = pset.particles
         # The item transform is the particle's full orientation A_sub·A_part (and origin), as the
         # converter reads a Coordinate3D/SubTomogram matrix, so this set can be the particle input of
@@ -164,9 +195,7 @@ class ProtTomoRefinePseudoSubtomos(ProtTomoRefineBase):
                 item.setVolName(str(row["rlnTomoName"]))
             out.append(item)
         out.setNReParticles(len(rows))
-        self._defineOutputs(**{ProtTomoRefinePseudoSubtomosOutputs.pseudoSubtomograms.name: out})
-        self._defineSourceRelation(self.inputParticles, out)
-        self._defineSourceRelation(self.inputTiltSeries, out)
+        return out
 
     # ------------------------------------------------------------------ info
     def _summary(self):
@@ -174,9 +203,15 @@ class ProtTomoRefinePseudoSubtomos(ProtTomoRefineBase):
         out = getattr(self, ProtTomoRefinePseudoSubtomosOutputs.pseudoSubtomograms.name, None)
         if out is not None:
             kind = "2D stacks" if out.are2dStacks() else "3D pseudo-subtomograms"
-            lines.append(f"{out.getSize()} {kind}, box {out.getCroppedBoxSize()} px at "
+            # reliontomo's set stores the written (cropped) box as its box size and has no getter for
+            # the optimisation set path other than the ``filesMaster`` property.
+            written = out.getCroppedBoxSize() if hasattr(out, "getCroppedBoxSize") else out.getBoxSize()
+            lines.append(f"{out.getSize()} {kind}, box {written} px at "
                          f"{out.getCurrentSamplingRate():.3f} Å/px (binning {out.getRelionBinning():g}).")
-            lines.append(f"RELION files: {out.getFilesMaster()}")
+            lines.append(f"RELION files: {out.filesMaster}")
+            if out.getClassName() == "RelionSetOfPseudoSubtomograms":
+                lines.append("Output class: reliontomo's RelionSetOfPseudoSubtomograms (input of its refine, "
+                             "classify, reconstruct, polishing and CTF refinement protocols).")
         elif self.isFinished():
             lines.append("No output.")
         return lines

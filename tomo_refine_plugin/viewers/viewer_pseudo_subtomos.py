@@ -27,7 +27,7 @@ class TomoRefinePseudoSubtomoViewer(ProtocolViewer):
 
     def _set(self):
         obj = self.protocol  # the protocol, or the set when the viewer was opened on the output
-        if isinstance(obj, TomoRefineSetOfPseudoSubtomograms):
+        if hasattr(obj, "getParticlesStar"):  # our set, or reliontomo's (where reliontomo is installed)
             return obj
         return getattr(obj, "pseudoSubtomograms")
 
@@ -38,5 +38,5 @@ class TomoRefinePseudoSubtomoViewer(ProtocolViewer):
         from ..compute.plots import subtomo_slices_figure
 
         n = n_particles or (self.numberOfParticles.get() if hasattr(self, "numberOfParticles") else 4) or 4
-        fig = subtomo_slices_figure(self._set().getParticles(), n_particles=int(n))
+        fig = subtomo_slices_figure(self._set().getParticlesStar(), n_particles=int(n))
         return EmPlotter(figure=fig, windowTitle="pseudo-subtomograms")
