@@ -52,6 +52,9 @@ class SimulationOptions:
     deformation_model: str = _opt("linear", "2D deformation model (only 'linear' is simulated)", choices=("linear",))
     ref_lowpass_angst: float = _opt(-1.0, "half-map low-pass resolution (A); <=0: 2.5 x pixel size")
     ref_noise: float = _opt(0.1, "half-map noise sigma relative to the map's standard deviation")
+    ref_is_truth: bool = _opt(False, "half maps = the truth map exactly, no noise or low-pass (as the golden data)")
+    inside_margin_px: float = _opt(-1.0, "keep every particle's projected centre this far inside every tilt image "
+                                         "(true geometry, px); <0: box/2; 0: no constraint")
     mask_edge_px: float = _opt(6.0, "soft edge of the spherical mask (px)")
     n_blobs: int = _opt(12, "Gaussian blobs in the synthetic particle")
     seed: int = _opt(0, "random seed; everything is deterministic for a seed")
@@ -73,6 +76,10 @@ class SimulationOptions:
     @property
     def tomo_size_px(self) -> tuple:
         return (self.image_size_px[0], self.image_size_px[1], int(self.tomo_depth_px))
+
+    @property
+    def inside_margin(self) -> float:
+        return self.box_px / 2.0 if self.inside_margin_px < 0 else float(self.inside_margin_px)
 
     @property
     def ref_lowpass_resolution_angst(self) -> float:
