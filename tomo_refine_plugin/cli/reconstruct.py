@@ -5,7 +5,7 @@ import os
 import shlex
 import sys
 
-from ..compute.reconstruct import ReconstructOptions, run_reconstruct
+# The engine is imported in run(): registering the flags must stay cheap.
 
 
 def add_arguments(parser) -> None:
@@ -28,6 +28,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from ..compute.reconstruct import ReconstructOptions, run_reconstruct
+
     names = set(ReconstructOptions.__dataclass_fields__)
     opts = ReconstructOptions(**{k: v for k, v in vars(args).items() if k in names})
     # the real command line when run as the tomo-refine script; otherwise (called in-process) rebuilt

@@ -5,7 +5,7 @@ import os
 import shlex
 import sys
 
-from ..compute.subtomo import SubtomoOptions, run_subtomo
+# The engine is imported in the functions that use it: registering the flags must stay cheap.
 
 
 def add_arguments(parser) -> None:
@@ -61,7 +61,10 @@ def argparse_suppress():
     return argparse.SUPPRESS
 
 
-def options_from_args(args) -> SubtomoOptions:
+def options_from_args(args):
+    """The :class:`~..compute.subtomo.SubtomoOptions` of parsed arguments."""
+    from ..compute.subtomo import SubtomoOptions
+
     names = {f for f in SubtomoOptions.__dataclass_fields__}
     values = {k: v for k, v in vars(args).items() if k in names}
     if values.get("only_tomos"):
@@ -70,6 +73,8 @@ def options_from_args(args) -> SubtomoOptions:
 
 
 def run(args) -> int:
+    from ..compute.subtomo import run_subtomo
+
     opts = options_from_args(args)
     # the real command line when run as the tomo-refine script; otherwise (called in-process) rebuilt
     invoked = os.path.basename(sys.argv[0]) == "tomo-refine"
