@@ -156,8 +156,10 @@ class TestReliontomoAcceptsPseudoSubtomograms(BaseTest):
 
         ref = self._reference(f"reference {CROP} px")
         refine = self.newProtocol(ProtRelionRefineSubtomograms, inReParticles=out, referenceVolume=ref,
-                                  numberOfMpi=3)
+                                  numberOfMpi=3, maskDiameter=120)
         assert refine._validate() == [], refine._validate()
+        # The whole form check: only the missing RELION installation may be reported (none where RELION is set up).
+        assert sorted(refine.validate()) == sorted(refine.validateInstallation() or []), refine.validate()
         rec = self.newProtocol(ProtRelion5ReconstructParticle, inReParticles=out, boxSize=CROP, croppedBoxSize=CROP,
                                numberOfMpi=3)
         assert rec._validate() == [], rec._validate()
