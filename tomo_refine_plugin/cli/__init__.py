@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..compute.errors import InputError
@@ -52,8 +53,21 @@ def _chosen_subcommand(argv) -> str | None:
     return words[0] if words and words[0] in SUBCOMMANDS else None
 
 
+def _hide_pyarrow() -> None:
+    """Make ``import pyarrow`` fail in this process unless something imported it already.
+
+    pandas imports pyarrow eagerly when it is installed (string storage), which costs ~40 MB and 70 ms
+    of every run even where it then fails (pyarrow >= 16 refuses numpy 1.x); no tomo-refine program uses
+    it, and pandas works the same without it (python string storage). Only the command line does this:
+    it owns its process, a library import must not.
+    """
+    if "pyarrow" not in sys.modules and not os.environ.get("TOMO_REFINE_ALLOW_PYARROW"):
+        sys.modules["pyarrow"] = None
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    _hide_pyarrow()
     chosen = _chosen_subcommand(argv)
     parser = build_parser(only=chosen) if chosen else build_parser(only="")
     args = parser.parse_args(argv)

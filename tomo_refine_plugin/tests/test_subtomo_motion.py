@@ -41,7 +41,7 @@ def test_extraction_follows_the_trajectories(tmp_path, monkeypatch):
         runs[name] = _volumes(out, n)
     with_mot = [_ncc(a, b) for a, b in zip(runs["with_mot"], runs["still"])]
     without = [_ncc(a, b) for a, b in zip(runs["without_mot"], runs["still"])]
-    # measured: with motion min 0.956 / mean 0.987 (neighbours move too; defocus follows the static
-    # position as in RELION); without: mean 0.80, min 0.02
-    assert min(with_mot) > 0.94 and np.mean(with_mot) > 0.98, with_mot
+    # measured (analytic-projection simulator, e784bb6): with motion min 0.937 / mean 0.981 (neighbours
+    # move too; defocus follows the static position as in RELION); without: mean 0.79, min 0.52
+    assert min(with_mot) > 0.92 and np.mean(with_mot) > 0.975, with_mot
     assert np.mean(without) < 0.9 and np.mean(with_mot) > np.mean(without) + 0.1, without

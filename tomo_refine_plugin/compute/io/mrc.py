@@ -14,7 +14,14 @@ import numpy as np
 from ..errors import InputError
 from .atomic import atomic_path
 
-__all__ = ["read_mrc", "write_mrc", "read_mrc_header_shape", "read_mrc_voxel_size", "read_mrc_slices"]
+__all__ = [
+    "read_mrc",
+    "write_mrc",
+    "read_mrc_header_shape",
+    "read_mrc_voxel_size",
+    "read_mrc_slices",
+    "MrcSectionRows",
+]
 
 
 def _check_exists(path: Path) -> None:
@@ -107,6 +114,82 @@ def read_mrc_slices(path, indices) -> np.ndarray:
                                  fix="re-create the file")
             out[k] = section.reshape(shape[1:])
     return out
+
+
+class MrcSectionRows:
+    """Row bands of the sections of one MRC stack, read from the file on demand.
+
+    For pipelines that need only windows of a large stack: a band costs its own size in memory, not the
+    stack's (a memory map would not help: the pages it touches count as resident). Files of a mode
+    that cannot be read by offset are loaded whole once, then sliced.
+
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        mrc = _open(self.path, header_only=True)
+        try:
+            header = mrc.header
+            nx, ny, nz = int(header.nx), int(header.ny), int(header.nz)
+            mode = int(header.mode)
+            offset = 1024 + int(header.nsymbt)
+            dtype = mrcfile.utils.data_dtype_from_header(header) if mode in (1, 2, 6, 12) else None
+        finally:
+            mrc.close()
+        self.shape = (nz, ny, nx)
+        self._offset = offset
+        self._dtype = dtype
+        self._whole = None
+        self._fh = None
+        if dtype is None:
+            self._whole = read_mrc_slices(self.path, range(nz))
+            return
+        expected = offset + nz * ny * nx * dtype.itemsize
+        if self.path.stat().st_size < expected:
+            raise InputError(f"MRC file is truncated: {self.path.stat().st_size} bytes, the header needs {expected}",
+                             path=self.path, fix="re-create the file")
+        self._fh = open(self.path, "rb")
+
+    def read_rows(self, section: int, y_start: int, y_stop: int, out=None) -> np.ndarray:
+        """Rows ``[y_start, y_stop)`` of 0-based ``section``: float32 ``(y_stop − y_start, nx)``.
+
+        ``out``, if given, is a float32 C-contiguous buffer with at least that many rows of ``nx``; the
+        band is written into its first rows and that view is returned.
+        """
+        nz, ny, nx = self.shape
+        if not (0 <= section < nz and 0 <= y_start <= y_stop <= ny):
+            raise InputError(f"rows {y_start}:{y_stop} of section {section + 1} requested but the stack is "
+                             f"{nz} x {ny} x {nx}", path=self.path, fix="check the N@stack indices against the stack")
+        n_rows = y_stop - y_start
+        band = np.empty((n_rows, nx), np.float32) if out is None else out[:n_rows]
+        if self._whole is not None:
+            band[:] = self._whole[section, y_start:y_stop]
+            return band
+        self._fh.seek(self._offset + (section * ny + y_start) * nx * self._dtype.itemsize)
+        if self._dtype == np.dtype(np.float32):  # native float32: straight into the band, no temporary
+            got = self._fh.readinto(memoryview(band).cast("B"))
+            complete = got == band.nbytes
+        else:
+            raw = np.fromfile(self._fh, dtype=self._dtype, count=n_rows * nx)
+            complete = raw.size == n_rows * nx
+            if complete:
+                band[:] = raw.reshape(n_rows, nx)
+        if not complete:
+            raise InputError(f"MRC file is truncated in section {section + 1}", path=self.path, fix="re-create the file")
+        return band
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self._whole = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def read_mrc_header_shape(path) -> tuple[int, int, int]:

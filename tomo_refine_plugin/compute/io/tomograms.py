@@ -28,7 +28,7 @@ import pandas as pd
 from ..conventions import projection_to_relion_angles
 from ..errors import InputError
 from ..geometry import TiltSeriesGeometry, TiltSeriesOptics
-from .mrc import read_mrc_header_shape, read_mrc_slices
+from .mrc import MrcSectionRows, read_mrc_header_shape, read_mrc_slices
 from .star import format_vector, parse_vector, read_star, require_columns, require_table, write_star
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "read_tomogram_set",
     "write_tomogram_set",
     "load_tilt_series",
+    "TiltSeriesRows",
     "split_image_name",
     "resolve_path",
     "search_dirs",
@@ -632,3 +633,59 @@ def load_tilt_series(tset: TomogramSet, name) -> np.ndarray:
     stack = np.stack(images).astype(np.float32, copy=False)
     tset._image_size_cache.setdefault(str(name), (stack.shape[2], stack.shape[1]))
     return stack
+
+
+class TiltSeriesRows:
+    """Streaming access to the tilt images of one tomogram: row bands of one frame at a time.
+
+    The memory-bounded alternative to :func:`load_tilt_series` for callers that need only windows
+    (subtomo): the whole series is never held in memory. Frames are in tilt-table order.
+
+    Attributes
+    ----------
+    shape
+        ``(n_tilts, H, W)``.
+
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, tset: TomogramSet, name):
+        files = tset.image_files(name)
+        self._readers = {}
+        try:
+            for fname, _ in files:
+                if fname not in self._readers:
+                    self._readers[fname] = MrcSectionRows(fname)
+            self._frames = []
+            for f, (fname, section) in enumerate(files):
+                reader = self._readers[fname]
+                if not 0 <= section < reader.shape[0]:
+                    raise InputError(f"section {section + 1} requested but the stack has {reader.shape[0]} sections",
+                                     path=fname, fix="check the N@stack indices (1-based) against the stack")
+                self._frames.append((reader, section))
+            sizes = {r.shape[1:] for r, _ in self._frames}
+            if len(sizes) != 1:
+                raise InputError(f"tilt images of {name} differ in size: {sorted(sizes)}", path=tset._where(name),
+                                 field=f"data_{name}/rlnMicrographName", fix="all tilt images must have the same size")
+        except BaseException:
+            self.close()
+            raise
+        (h, w), = sizes
+        self.shape = (len(files), h, w)
+        tset._image_size_cache.setdefault(str(name), (w, h))
+
+    def read_rows(self, frame: int, y_start: int, y_stop: int, out=None) -> np.ndarray:
+        """Rows ``[y_start, y_stop)`` of tilt image ``frame``: float32 ``(y_stop − y_start, W)`` (see
+        :meth:`MrcSectionRows.read_rows` for ``out``)."""
+        reader, section = self._frames[frame]
+        return reader.read_rows(section, y_start, y_stop, out=out)
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

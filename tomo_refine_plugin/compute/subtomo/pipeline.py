@@ -27,6 +27,7 @@ from ..fourier.extract import (
     crop_circle,
     extract_windows,
     fourier_crop_rfft_2d,
+    window_origins_px,
     windows_to_centred_rfft,
 )
 from ..fourier.insert import (
@@ -37,11 +38,12 @@ from ..fourier.insert import (
 )
 from ..geometry import TiltSeriesOptics
 from ..zernike import zernike_odd_phase_rfft_2d
-from ._kernels import ctf_dose_sign_kernel, separable_phase_kernel
+from ._kernels import ctf_dose_sign_kernel, gather_band_windows_kernel, separable_phase_kernel
 
 __all__ = [
     "ExtractionSpec",
     "tilt_spectra",
+    "stream_windows",
     "weight_spectra",
     "insert_3d",
     "assemble_3d",
@@ -107,13 +109,58 @@ class ExtractionSpec:
         return self.binning * self.box_3d / 2.0
 
 
+def stream_windows(rows_source, uv, visible, window_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~..fourier.extract.extract_windows` from a streamed tilt series, one row band per frame.
+
+    Each frame's band spans only the rows the visible windows need (edge-clamped), so memory stays at
+    the windows plus one band, whatever the tilt series' size; particles close in y share their bands.
+
+    Parameters
+    ----------
+    rows_source
+        Object with ``shape = (F, H, W)`` and ``read_rows(frame, y_start, y_stop, out=None)`` returning
+        float32 ``(y_stop − y_start, W)`` (:class:`~..io.tomograms.TiltSeriesRows`).
+    uv
+        float64 ``(n, F, 2)`` projected positions (x, y) in image px.
+    visible
+        bool ``(n, F)``; invisible windows are zero-filled.
+
+    Returns
+    -------
+    windows
+        float32 ``(n, F, s, s)``.
+    origins
+        int64 ``(n, F, 2)`` = (x0, y0) window corners in image px.
+    """
+    n_frames, h, w = rows_source.shape
+    uv = np.asarray(uv, np.float64)
+    s = int(window_px)
+    origins = np.ascontiguousarray(window_origins_px(uv, s))
+    vis = np.ascontiguousarray(visible, dtype=np.bool_)
+    windows = np.empty((uv.shape[0], n_frames, s, s), np.float32)
+    buffer = None
+    for f in range(n_frames):
+        on = vis[:, f]
+        if on.any():
+            oy = origins[on, f, 1]
+            y_start = min(max(int(oy.min()), 0), h - 1)
+            y_stop = min(max(int(oy.max()) + s - 1, 0), h - 1) + 1
+            if buffer is None or buffer.shape[0] < y_stop - y_start:
+                buffer = np.empty((y_stop - y_start, w), np.float32)
+            band = rows_source.read_rows(f, y_start, y_stop, out=buffer)
+        else:
+            y_start, band = 0, np.zeros((1, w), np.float32)
+        gather_band_windows_kernel(band, y_start, h, origins, vis, f, windows)
+    return windows, origins
+
+
 def tilt_spectra(stack, uv, visible, spec: ExtractionSpec, workers: int = 1) -> np.ndarray:
     """Centred, binned, sub-pixel-centred spectra of the windows around each projected position.
 
     Parameters
     ----------
     stack
-        float32 ``(F, H, W)`` tilt images.
+        float32 ``(F, H, W)`` tilt images, or a streamed tilt series (see :func:`stream_windows`).
     uv
         float64 ``(n, F, 2)`` projected positions (x, y) in image px.
     visible
@@ -131,7 +178,10 @@ def tilt_spectra(stack, uv, visible, spec: ExtractionSpec, workers: int = 1) -> 
     s2 = spec.box_2d
     if int(s02 / spec.binning + 0.5) != s2:
         raise ValueError(f"--bin {spec.binning} with --b {s2} does not give a {s2}-px binned window")
-    windows, origins = extract_windows(stack, uv, s02, visible)
+    if hasattr(stack, "read_rows"):
+        windows, origins = stream_windows(stack, uv, visible, s02)
+    else:
+        windows, origins = extract_windows(stack, uv, s02, visible)
     if spec.circle_precrop:
         windows = crop_circle(windows, s02 // 2)
     if s02 % 2:
