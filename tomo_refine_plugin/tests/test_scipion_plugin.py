@@ -1,7 +1,7 @@
 """The plugin registers with Scipion: entry point, Plugin class, objects, protocols, viewers, bibtex."""
 import pytest
 
-pytest.importorskip("pwem")
+import pwem  # noqa: F401  (a hard install requirement: a missing Scipion must fail, not skip)
 
 
 def test_plugin_is_discovered_through_the_entry_point():

@@ -21,7 +21,7 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("pwem")
+import pwem  # noqa: F401  (a hard install requirement: a missing Scipion must fail, not skip)
 
 from pyworkflow.protocol import MODE_RESUME, STATUS_FAILED  # noqa: E402
 from pyworkflow.tests import BaseTest, setupTestProject  # noqa: E402

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-pytest.importorskip("pwem")
+import pwem  # noqa: F401  (a hard install requirement: a missing Scipion must fail, not skip)
 
 pytestmark = [pytest.mark.scipion, pytest.mark.slow]
 
