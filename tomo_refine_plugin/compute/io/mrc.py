@@ -235,3 +235,7 @@ def write_mrc(path, data, voxel_size_angst: float, float16: bool = False) -> Non
                 else:
                     mrc.set_volume()
             mrc.update_header_stats()
+            # mrcfile stamps the creation time into label 0; a fixed label keeps outputs byte-identical
+            # for identical inputs (runs must be deterministic).
+            mrc.header.label[0] = b"Created by tomo-refine".ljust(80)
+            mrc.header.nlabl = 1
