@@ -61,7 +61,8 @@ def subtomo_slices_figure(particles_star, n_particles: int = 4, out_png=None):
     n_cols = 3 if is_2d else 9
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.6 * n_cols, 1.7 * len(rows) + 0.4), squeeze=False)
     titles = (["first", "middle", "last"] if is_2d else
-              ["data XY", "data XZ", "data YZ", "CTF² XY", "CTF² XZ", "CTF² YZ", "mult XY", "mult XZ", "mult YZ"])
+              ["data XY", "data XZ", "data YZ", "log CTF² XY", "log CTF² XZ", "log CTF² YZ", "log mult XY",
+               "log mult XZ", "log mult YZ"])
     for r, (_, row) in enumerate(rows.iterrows()):
         data, _ = read_mrc(_resolve(str(row["rlnImageName"]), star))
         data = np.asarray(data, np.float32)
@@ -73,7 +74,10 @@ def subtomo_slices_figure(particles_star, n_particles: int = 4, out_png=None):
             s = weights.shape[1]
             ctf2 = half_grid_to_full_centred(weights[:s])
             mult = half_grid_to_full_centred(weights[s:])
-            panels = [*central_slices(data), *central_slices(ctf2), *central_slices(mult)]
+            # Sums of slices span orders of magnitude (every tilt passes through the tilt axis), so the
+            # weights are shown on a log scale: the sampled wedge and the CTF rings both stay visible.
+            panels = [*central_slices(data), *(np.log1p(np.maximum(p, 0) / max(float(p.max()), 1e-12) * 1e3)
+                                               for p in (*central_slices(ctf2), *central_slices(mult)))]
         for c, img in enumerate(panels):
             ax = axes[r, c]
             ax.imshow(img, cmap="gray", origin="lower", interpolation="nearest")
