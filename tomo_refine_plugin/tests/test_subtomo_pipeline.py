@@ -139,3 +139,26 @@ def test_streamed_windows_equal_the_in_memory_ones(tmp_path, mode):
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(got_origins, origins)
     assert np.all(got[~visible] == 0)
+
+
+@pytest.mark.parametrize("stack2d", [False, True])
+def test_fused_ctf_weighting_is_bitwise_the_ctf_batch(stack2d):
+    """The one-pass CTF·dose·sign kernel gives the same bits as evaluating ``ctf_rfft_2d_batch`` and
+    multiplying (astigmatism, phase shift, CTF B-factor and scale, even Zernike, per-particle defocus)."""
+    from tomo_refine_plugin.compute.ctf import ctf_rfft_2d_batch
+    from tomo_refine_plugin.compute.subtomo.pipeline import _checkerboard_2d, _ctf_dose_weight
+
+    optics = _optics(phase_shift_deg=[0.0, 20.0], ctf_bfactor_angst2=[0.0, 40.0], ctf_scale=[1.0, 0.9],
+                     even_zernike=np.array([0.0, 0.0, 0.0, 0.0, 0.3, 0.0]))
+    spec = ExtractionSpec(box_2d=S2, box_3d=S2, pixel_size_angst=PIX, binning=1.0)
+    dose = dose_weights_rfft_2d(S2, PIX, optics.pre_exposure_e_per_angst2)
+    dz = np.random.default_rng(1).normal(0.0, 500.0, (3, F))
+    x0 = np.concatenate([_spectra(s) for s in range(3)])
+    sign = np.ascontiguousarray(np.float32(-1.0) * _checkerboard_2d(S2))
+    x = x0.copy()
+    weights = np.empty((0, 0, 0, 0) if stack2d else x.shape, np.float32)
+    _ctf_dose_weight(x, spec, optics, dz, dose, sign, weights)
+    c = ctf_rfft_2d_batch(S2, PIX, optics, np.broadcast_to(np.arange(F), (3, F)), dz) * dose
+    np.testing.assert_array_equal(x, x0 * (sign * c))
+    if not stack2d:
+        np.testing.assert_array_equal(weights, c * c)

@@ -2,6 +2,7 @@
 (one parallel pass instead of several single-threaded numpy temporaries)."""
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 
@@ -19,24 +20,6 @@ def separable_phase_kernel(spectra, row_factor, col_factor):
             ry = row_factor[i, f, y]
             for x in range(sh):
                 spectra[i, f, y, x] *= ry * col_factor[i, f, x]
-
-
-@njit(cache=True, parallel=True)
-def ctf_dose_sign_kernel(spectra, ctf, dose, sign, weights):
-    """In place ``spectra *= sign·ctf·dose``; ``weights = (ctf·dose)²``.
-
-    complex64 ``spectra (n, F, s, sh)``; float32 ``ctf (n, F, s, sh)``, ``dose (F, s, sh)``,
-    ``weights (n, F, s, sh)`` (written).
-    """
-    n, n_frames, s, sh = spectra.shape
-    for r in prange(n * n_frames):
-        i = r // n_frames
-        f = r % n_frames
-        for y in range(s):
-            for x in range(sh):
-                c = ctf[i, f, y, x] * dose[f, y, x]
-                spectra[i, f, y, x] *= sign * c
-                weights[i, f, y, x] = c * c
 
 
 @njit(cache=True)
@@ -69,3 +52,86 @@ def gather_band_windows_kernel(band, band_y0, image_h, origins, visible, frame, 
             else:
                 for x in range(s):
                     out[i, frame, y, x] = band[r, min(max(ox + x, 0), w - 1)]
+
+
+@njit(cache=True, parallel=True)
+def ctf_dose_weight_kernel(spectra, defocus_u_angst, defocus_v_angst, defocus_angle_rad, phase_shift_rad,
+                           envelope, scale, k1, k2, k3, pixel_size_angst, gamma_offset, use_gamma_offset,
+                           extra_defocus_angst, dose, pixel_sign, weights):
+    """In place ``spectra *= pixel_sign·c`` and ``weights = c²`` with ``c = float32(CTF)·dose``.
+
+    One pass instead of the CTF batch and a separate weighting pass (no ``(n, F, s, sh)`` CTF array, and
+    the B-factor envelope is evaluated once per tilt rather than per particle). The CTF value is computed
+    with exactly the operations of ``compute._ctf_kernels.ctf_rfft_2d_kernel`` (same bits; a test checks
+    it), with ΔfU/ΔfV of the tilt plus the particle's extra defocus.
+
+    Parameters
+    ----------
+    spectra
+        complex64 ``(n, F, s, sh)``, modified.
+    defocus_u_angst, defocus_v_angst, defocus_angle_rad, phase_shift_rad, scale
+        float64 ``(F,)`` per-tilt CTF parameters.
+    envelope
+        float64 ``(F, s, sh)``: ``exp(−B_f·|k|²/4)`` as the CTF kernel evaluates it.
+    k1, k2, k3, pixel_size_angst
+        As in ``ctf_rfft_2d_kernel``.
+    gamma_offset
+        float64 ``(s, sh)``, added to γ when ``use_gamma_offset``.
+    extra_defocus_angst
+        float64 ``(n, F)``.
+    dose
+        float32 ``(F, s, sh)``.
+    pixel_sign
+        float32 ``(s, sh)``: the contrast sign, times the centring checkerboard where wanted.
+    weights
+        float32 ``(n, F, s, sh)`` written, or shape ``(0, 0, 0, 0)`` to skip them.
+    """
+    n, n_frames, box_px, half = spectra.shape
+    write_weights = weights.shape[0] == n
+    inv = 1.0 / (box_px * pixel_size_angst)
+    for r in prange(n * n_frames):
+        i = r // n_frames
+        f = r % n_frames
+        ca = np.cos(defocus_angle_rad[f])
+        sa = np.sin(defocus_angle_rad[f])
+        du = defocus_u_angst[f] + extra_defocus_angst[i, f]
+        dv = defocus_v_angst[f] + extra_defocus_angst[i, f]
+        k5 = phase_shift_rad[f]
+        sc = scale[f]
+        for y in range(box_px):
+            yy = y if y < (box_px + 1) // 2 else y - box_px
+            ky = yy * inv
+            for x in range(half):
+                kx = x * inv
+                ku = ca * kx + sa * ky
+                kv = -sa * kx + ca * ky
+                k2sum = kx * kx + ky * ky
+                gamma = k1 * (-(du * ku * ku + dv * kv * kv)) + k2 * k2sum * k2sum - k5 - k3
+                if use_gamma_offset:
+                    gamma += gamma_offset[y, x]
+                value = -np.sin(gamma) * envelope[f, y, x] * sc
+                if np.abs(value) < 1e-8:
+                    value = -1e-8 if value < 0.0 else 1e-8
+                c = np.float32(value) * dose[f, y, x]
+                spectra[i, f, y, x] *= pixel_sign[y, x] * c
+                if write_weights:
+                    weights[i, f, y, x] = c * c
+
+
+@njit(cache=True)
+def ctf_envelope_kernel(bfactor_angst2, box_px, pixel_size_angst, out):
+    """``out[f] = exp(−B_f/4·|k|²)`` on the half grid, evaluated as ``ctf_rfft_2d_kernel`` does (same bits).
+
+    float64 ``bfactor_angst2 (F,)``, ``out (F, box, box//2+1)``.
+    """
+    half = box_px // 2 + 1
+    inv = 1.0 / (box_px * pixel_size_angst)
+    for f in range(out.shape[0]):
+        k4 = -bfactor_angst2[f] / 4.0
+        for y in range(box_px):
+            yy = y if y < (box_px + 1) // 2 else y - box_px
+            ky = yy * inv
+            for x in range(half):
+                kx = x * inv
+                k2sum = kx * kx + ky * ky
+                out[f, y, x] = np.exp(k4 * k2sum)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from ..ctf import ctf_rfft_2d_batch
+from ..ctf import _constants as ctf_constants
 from ..dose import dose_weights_rfft_2d
 from ..fourier.extract import (
     circle_crop_radius_px,
@@ -37,8 +37,13 @@ from ..fourier.insert import (
     slice_rows,
 )
 from ..geometry import TiltSeriesOptics
-from ..zernike import zernike_odd_phase_rfft_2d
-from ._kernels import ctf_dose_sign_kernel, gather_band_windows_kernel, separable_phase_kernel
+from ..zernike import zernike_even_phase_rfft_2d, zernike_odd_phase_rfft_2d
+from ._kernels import (
+    ctf_dose_weight_kernel,
+    ctf_envelope_kernel,
+    gather_band_windows_kernel,
+    separable_phase_kernel,
+)
 
 __all__ = [
     "ExtractionSpec",
@@ -252,29 +257,31 @@ def weight_spectra(
     """
     n, n_frames, s2, sh2 = spectra.shape
     x = spectra
+    # the checkerboard of the centred inverse FFT below folds into the per-pixel sign (it is ±1, so the
+    # product is exact in any order)
+    centre = spec.circle_crop or stack2d
     if spec.do_ctf:
-        tilt_idx = np.broadcast_to(np.arange(n_frames), (n, n_frames))
-        c = ctf_rfft_2d_batch(s2, spec.binned_pixel_size_angst, optics, tilt_idx, defocus_offsets_angst)
-        weights = np.empty(x.shape, np.float32)
-        ctf_dose_sign_kernel(x, np.ascontiguousarray(c, dtype=np.float32), np.ascontiguousarray(dose, np.float32),
-                             np.float32(spec.flip_sign), weights)
+        pixel_sign = np.float32(spec.flip_sign) * (_checkerboard_2d(s2) if centre else np.ones((s2, sh2), np.float32))
+        weights = np.empty((0, 0, 0, 0) if stack2d else x.shape, np.float32)
+        _ctf_dose_weight(x, spec, optics, defocus_offsets_angst, dose, np.ascontiguousarray(pixel_sign), weights)
         if stack2d:
             weights = None
-        del c
     else:
         if spec.flip_sign != 1.0:
             x *= np.float32(spec.flip_sign)
+        if centre:
+            x *= _checkerboard_2d(s2)
         weights = None if stack2d else np.ones(x.shape, np.float32)
     if optics.odd_zernike.size and np.any(optics.odd_zernike != 0):
         phi = zernike_odd_phase_rfft_2d(s2, spec.binned_pixel_size_angst, optics.odd_zernike)
         x *= np.exp(-1j * phi).astype(np.complex64)
     if stack2d and spec.binning != 1.0:
         x /= np.float32(spec.binning)
-    if not (spec.circle_crop or stack2d):
+    if not centre:
         return x, weights
     # centred_irfft_2d / centred_rfft_2d without the fftshift copies: (−1)^(kx+ky) for the even box
+    # (already applied above on the way in)
     cb = _checkerboard_2d(s2)
-    x *= cb
     img = scipy.fft.irfft2(x, s=(s2, s2), norm="ortho", workers=workers).astype(np.float32, copy=False)
     del x
     if spec.circle_crop:
@@ -284,6 +291,26 @@ def weight_spectra(
     out = scipy.fft.rfft2(img, norm="ortho", workers=workers, overwrite_x=True)
     out *= cb
     return out.astype(np.complex64, copy=False), weights
+
+
+def _ctf_dose_weight(spectra, spec: ExtractionSpec, optics: TiltSeriesOptics, defocus_offsets_angst, dose,
+                     pixel_sign, weights) -> None:
+    """``spectra *= pixel_sign·CTF·dose`` and ``weights = (CTF·dose)²`` in one pass (see
+    :func:`._kernels.ctf_dose_weight_kernel`); the CTF is ``ctf_rfft_2d_batch``'s, bit for bit."""
+    s2 = spectra.shape[2]
+    pix = spec.binned_pixel_size_angst
+    k1, k2, k3 = ctf_constants(optics.voltage_kv, optics.cs_mm, optics.amplitude_contrast)
+    f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731
+    envelope = np.empty((optics.n_tilts, s2, s2 // 2 + 1), np.float64)
+    ctf_envelope_kernel(f64(optics.ctf_bfactor_angst2), s2, float(pix), envelope)
+    use_offset = bool(optics.even_zernike.size and np.any(optics.even_zernike != 0))
+    offset = f64(zernike_even_phase_rfft_2d(s2, pix, optics.even_zernike)) if use_offset else np.zeros((1, 1))
+    ctf_dose_weight_kernel(
+        spectra, f64(optics.defocus_u_angst), f64(optics.defocus_v_angst), f64(np.deg2rad(optics.defocus_angle_deg)),
+        f64(np.deg2rad(optics.phase_shift_deg)), envelope, f64(optics.ctf_scale), float(k1), float(k2), float(k3),
+        float(pix), offset, use_offset, f64(defocus_offsets_angst), np.ascontiguousarray(dose, np.float32),
+        pixel_sign, weights,
+    )
 
 
 def insert_3d(data2d, weights2d, frame_rotations, box_matrices, visible, dose, spec: ExtractionSpec):
