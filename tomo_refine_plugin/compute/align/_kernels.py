@@ -214,8 +214,16 @@ def predict_cc_kernel(volumes, half, mats, tilt, defocus_u, defocus_v, angle_rad
         k4 = -bfactor[f] / 4.0
         tx = shifts[i, 0]
         ty = shifts[i, 1]
+        # The centring phase e^{2πi(ix·tx + ky·ty)/s} factorises: one cos/sin per column and per row, not per pixel.
+        cos_x = np.empty(sh)
+        sin_x = np.empty(sh)
+        for ix in range(sh):
+            cos_x[ix] = math.cos(2.0 * math.pi * ix * tx / s)
+            sin_x[ix] = math.sin(2.0 * math.pi * ix * tx / s)
         for iy in range(s):
             ky = iy if iy < (s + 1) // 2 else iy - s
+            cos_y = math.cos(2.0 * math.pi * ky * ty / s)
+            sin_y = math.sin(2.0 * math.pi * ky * ty / s)
             for ix in range(sh):
                 w = weight[f, iy, ix]
                 if w == 0.0 or (ix == 0 and iy == 0):
@@ -240,10 +248,18 @@ def predict_cc_kernel(volumes, half, mats, tilt, defocus_u, defocus_v, angle_rad
                 im = 0.0
                 for dz in range(2):
                     wz = fz if dz == 1 else 1.0 - fz
-                    zz = (z0 + dz) % sv
+                    zz = z0 + dz  # |g| < s (weights vanish beyond the corners), so one wrap suffices; cheaper than %
+                    if zz < 0:
+                        zz += sv
+                    elif zz >= sv:
+                        zz -= sv
                     for dy in range(2):
                         wy = fy if dy == 1 else 1.0 - fy
-                        yy = (y0 + dy) % sv
+                        yy = y0 + dy
+                        if yy < 0:
+                            yy += sv
+                        elif yy >= sv:
+                            yy -= sv
                         for dx in range(2):
                             wx = fx if dx == 1 else 1.0 - fx
                             xx = x0 + dx
@@ -262,16 +278,17 @@ def predict_cc_kernel(volumes, half, mats, tilt, defocus_u, defocus_v, angle_rad
                 kv = -sa * kx + ca * kya
                 k2sum = kx * kx + kya * kya
                 gamma = k1 * (-(du * ku * ku + dv * kv * kv)) + k2 * k2sum * k2sum - phase_rad[f] - k3
-                c = -math.sin(gamma) * math.exp(k4 * k2sum) * ctf_scale[f]
+                c = -math.sin(gamma) * ctf_scale[f]
+                if k4 != 0.0:
+                    c *= math.exp(k4 * k2sum)
                 if abs(c) < 1e-8:
                     c = -1e-8 if c < 0.0 else 1e-8
                 # The float32 rounding of the shared CTF/dose arrays is kept, for bit-near parity.
                 c = np.float32(c) * dose[f, iy, ix]
                 pr = np.float32(re) * c
                 pi = np.float32(im) * c
-                a = 2.0 * math.pi * (ix * tx + ky * ty) / s
-                cs = math.cos(a)
-                sn = math.sin(a)
+                cs = cos_x[ix] * cos_y - sin_x[ix] * sin_y
+                sn = sin_x[ix] * cos_y + cos_x[ix] * sin_y
                 o = spectra[i, iy, ix]
                 orr = o.real * cs - o.imag * sn
                 oi = o.real * sn + o.imag * cs

@@ -66,7 +66,7 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
                     particle_matrices, half_index, reference_halves, frequency_weights, dose_weights,
                     frequency_mask, radius_px: int, workers: int = 1, chunk: int = 2,
                     relion_kx_band_limit: bool = False, oversampling: int = 1, max_radius_px=None,
-                    motion_px=None, fused: bool = True) -> CCMaps:
+                    motion_px=None, fused: bool = True, tilts=None, update: CCMaps | None = None) -> CCMaps:
     """Compute all CC maps once for the given geometry.
 
     Parameters
@@ -101,6 +101,9 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
         Zernike aberrations; a test checks that both agree).
     max_radius_px
         Frequencies beyond this radius (Fourier px) have zero weight; the prediction is not computed there.
+    tilts, update
+        Recompute only the tilts ``tilts`` (int indices) and write them into ``update`` (the maps of the
+        other tilts are kept; ``update``'s arrays are modified and returned in a new :class:`CCMaps`).
     relion_kx_band_limit
         Reproduce RELION's ``padCorner2D_half`` truncation (``kx < (s/2+1)//2``), for parity checks only.
     """
@@ -115,17 +118,27 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     uv = project_points(proj, points)
     visible = visible_in_frames(uv, geometry.image_size_px, s / 2.0)
     defocus = defocus_offsets_angst(geometry, positions_px)
-    rot = proj[:, :3, :3]
+    tilt_idx = np.arange(n_f) if tilts is None else np.asarray(tilts, np.int64)
+    if tilts is not None:
+        if update is None:
+            raise ValueError("tilts= needs update= (the maps of the other tilts)")
+        # Only the selected tilts from here on; the per-tilt tables (weights, dose, CTF) stay indexed by tilt_idx.
+        stack = stack[tilt_idx]
+        uv_all, visible_all = update.centres_px, update.visible
+        uv_all[:, tilt_idx] = uv[:, tilt_idx]
+        visible_all[:, tilt_idx] = visible[:, tilt_idx]
+        uv, visible, defocus = uv[:, tilt_idx], visible[:, tilt_idx], defocus[:, tilt_idx]
+    n_t = len(tilt_idx)
+    rot = proj[tilt_idx, :3, :3]
     weight = (np.asarray(frequency_weights) * np.asarray(frequency_mask)).astype(np.float32)
     if relion_kx_band_limit:
         weight[:, :, (s // 2 + 1) // 2:] = 0
     dose = np.asarray(dose_weights, np.float32)
     crop = (np.arange(diam) - (radius_px + 3) * ovs) % n_full
-    maps = np.zeros((n_p, n_f, diam, diam), np.float32)
-    sums = np.zeros((n_f, n_full, n_full))
+    maps = np.zeros((n_p, n_t, diam, diam), np.float32)
+    sums = np.zeros((n_t, n_full, n_full))
     # Rows of the zero-padded spectrum: non-negative ky first, negative ky (incl. Nyquist) at the end.
     pad_rows = np.where(np.arange(s) < s // 2, np.arange(s), np.arange(s) + n_full - s)
-    tilt_idx = np.arange(n_f)
     fused = fused and not (optics.even_zernike.size and np.any(optics.even_zernike != 0))
     if fused:
         lam = electron_wavelength_angst(optics.voltage_kv)
@@ -146,43 +159,38 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
             cc = scipy.fft.rfft2(scipy.fft.ifftshift(crop_circle(windows, s / 2.0, 5.0), axes=(-2, -1)),
                                  norm="ortho", workers=workers).astype(np.complex64, copy=False)
             del windows
-            tilts = np.ascontiguousarray(np.broadcast_to(tilt_idx, (n_c, n_f)).ravel(), np.int64)
+            tilts_rows = np.ascontiguousarray(np.broadcast_to(tilt_idx, (n_c, n_t)).ravel(), np.int64)
             extra = defocus[sl].ravel()
-            predict_cc_kernel(reference_halves, np.ascontiguousarray(np.repeat(half_index[sl], n_f), np.int64),
-                              np.ascontiguousarray(mats.reshape(-1, 3, 3)), tilts,
-                              np.ascontiguousarray(optics.defocus_u_angst[tilts] + extra),
-                              np.ascontiguousarray(optics.defocus_v_angst[tilts] + extra), *per_tilt, k1, k2, k3,
+            predict_cc_kernel(reference_halves, np.ascontiguousarray(np.repeat(half_index[sl], n_t), np.int64),
+                              np.ascontiguousarray(mats.reshape(-1, 3, 3)), tilts_rows,
+                              np.ascontiguousarray(optics.defocus_u_angst[tilts_rows] + extra),
+                              np.ascontiguousarray(optics.defocus_v_angst[tilts_rows] + extra), *per_tilt, k1, k2, k3,
                               float(geometry.pixel_size_angst),
                               np.ascontiguousarray((uv[sl] - origins - s // 2).reshape(-1, 2), np.float64),
                               np.ascontiguousarray(vis.ravel()), weight, dose32, cc.reshape(-1, s, s // 2 + 1))
-            full = scipy.fft.irfft2(cc, s=(n_full, n_full), norm="forward", workers=workers) if ovs == 1 else None
-            if ovs > 1:
-                padded = np.zeros((n_c, n_f, n_full, n_full // 2 + 1), np.complex64)
-                padded[:, :, pad_rows, : s // 2 + 1] = cc
-                full = scipy.fft.irfft2(padded, s=(n_full, n_full), norm="forward", workers=workers)
-            maps[sl] = full[:, :, crop][:, :, :, crop]
-            sums += np.fft.fftshift(full.sum(0), axes=(-2, -1))
-            continue
-        obs = align_observation_rfft_2d(stack, uv[sl], s, visible=vis, workers=workers)
-        pred = np.empty((n_c, n_f, s, s // 2 + 1), np.complex64)
-        for h in (0, 1):
-            sel = np.nonzero(half_index[sl] == h)[0]
-            if sel.size:
-                pred[sel] = extract_central_slices_rfft_3d(
-                    reference_halves[h], mats[sel].reshape(-1, 3, 3), max_radius_px=max_radius_px).reshape(sel.size, n_f, s, s // 2 + 1)
-        ctf = ctf_rfft_2d_batch(s, geometry.pixel_size_angst, optics,
-                                np.broadcast_to(tilt_idx, (n_c, n_f)), defocus[sl])
-        pred *= ctf
-        pred *= dose[None]
-        cc = obs * np.conj(pred)
-        cc *= -weight[None]
-        cc[..., 0, 0] = 0
-        cc[~vis] = 0
+        else:
+            obs = align_observation_rfft_2d(stack, uv[sl], s, visible=vis, workers=workers)
+            pred = np.empty((n_c, n_t, s, s // 2 + 1), np.complex64)
+            for h in (0, 1):
+                sel = np.nonzero(half_index[sl] == h)[0]
+                if sel.size:
+                    pred[sel] = extract_central_slices_rfft_3d(
+                        reference_halves[h], mats[sel].reshape(-1, 3, 3),
+                        max_radius_px=max_radius_px).reshape(sel.size, n_t, s, s // 2 + 1)
+            ctf = ctf_rfft_2d_batch(s, geometry.pixel_size_angst, optics,
+                                    np.broadcast_to(tilt_idx, (n_c, n_t)), defocus[sl])
+            pred *= ctf
+            pred *= dose[tilt_idx][None]
+            cc = obs * np.conj(pred)
+            cc *= -weight[tilt_idx][None]
+            cc[..., 0, 0] = 0
+            cc[~vis] = 0
         if ovs > 1:
-            padded = np.zeros((n_c, n_f, n_full, n_full // 2 + 1), np.complex64)
+            padded = np.zeros((n_c, n_t, n_full, n_full // 2 + 1), np.complex64)
             padded[:, :, pad_rows, : s // 2 + 1] = cc
             cc = padded
         full = scipy.fft.irfft2(cc, s=(n_full, n_full), norm="forward", workers=workers)
+        del cc
         maps[sl] = full[:, :, crop][:, :, :, crop]
         sums += np.fft.fftshift(full.sum(0), axes=(-2, -1))
     b = 3 * ovs
@@ -190,4 +198,9 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     maps[:, :, -b:, :] = 0
     maps[:, :, :, :b] = 0
     maps[:, :, :, -b:] = 0
+    if tilts is not None:
+        update.maps[:, tilt_idx] = maps
+        update.tilt_sums[tilt_idx] = sums
+        return CCMaps(maps=update.maps, radius_px=radius_px, centres_px=uv_all, visible=visible_all,
+                      tilt_sums=update.tilt_sums, oversampling=ovs)
     return CCMaps(maps=maps, radius_px=radius_px, centres_px=uv, visible=visible, tilt_sums=sums, oversampling=ovs)

@@ -270,11 +270,11 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
     n_visible = None
     rounds_info = []
 
-    def maps_for(g, x):
+    def maps_for(g, x, tilts=None, update=None):
         return compute_cc_maps(stack, g, optics, x, particle_matrices, half_index, reference.halves, freq, dose, mask,
                                int(opts.r), workers=workers, relion_kx_band_limit=RELION_KX_BAND_LIMIT,
                                oversampling=CC_OVERSAMPLING, max_radius_px=max_radius,
-                               motion_px=motion_px)
+                               motion_px=motion_px, tilts=tilts, update=update)
 
     global_shift = np.zeros((n_f, 2))
     search_px = min(s / 2.0 - 4, max(3.0 * opts.r, s / 4.0))
@@ -295,13 +295,16 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
             found = global_shift_search(maps.tilt_sums, search_px, maps.oversampling)
             found[~active | (n_visible == 0)] = 0.0
             global_shift = found
-            recentred = bool(np.abs(found).max() > opts.r - 3)
+            far = np.abs(found).max(axis=1) > opts.r - 3
+            recentred = bool(far.any())
             if recentred:
-                # Far off for the ±r maps: move those tilts first and recompute the maps around them.
+                # Far off for the ±r maps: move those tilts first and recompute only their maps around them (the
+                # other tilts' maps stay valid; they start L-BFGS from their found shift as usual).
+                moved_shifts = np.where(far[:, None], found, 0.0)
                 geom = geom.with_projection_matrices(apply_parameters(
-                    geom.projection_matrices(), np.zeros((n_f, 3)), found, pivot))
-                maps = None
-                maps = maps_for(geom, pos)
+                    geom.projection_matrices(), np.zeros((n_f, 3)), moved_shifts, pivot))
+                maps = maps_for(geom, pos, tilts=np.nonzero(far)[0], update=maps)
+                x0_shifts = np.where(far[:, None], 0.0, found)
             else:
                 x0_shifts = found
         cost = AlignCost(maps.maps, maps.centres_px, maps.visible, geom.projection_matrices(), pos, pivot, layout,
