@@ -294,3 +294,48 @@ def predict_cc_kernel(volumes, half, mats, tilt, defocus_u, defocus_v, angle_rad
                 oi = o.real * sn + o.imag * cs
                 # −w · obs · conj(pred)
                 spectra[i, iy, ix] = complex(-w * (orr * pr + oi * pi), -w * (oi * pr - orr * pi))
+
+
+@njit(cache=True, parallel=True)
+def masked_windows_kernel(stack, tilt_of_row, origins, visible, mask, outer, out):
+    """Windows of the tilt images, RELION-``cropCircle``-ed and ifftshifted, in one pass (the FFT's input).
+
+    ``w = stack[tilt, clamp(oy + y), clamp(ox + x)]``; ``out[r, (y − s/2) mod s, (x − s/2) mod s] =
+    mask[y, x]·(w − μ)`` with ``μ`` the mean of ``w`` where ``outer``; invisible rows are zero. Same values as
+    ``extract_windows`` → ``crop_circle`` → ``ifftshift``, without the two intermediate ``(rows, s, s)`` arrays.
+
+    stack : float32 (F, H, W); tilt_of_row : int64 (n,); origins : int64 (n, 2) = (ox, oy); visible : bool (n,);
+    mask : float64 (s, s); outer : bool (s, s); out : float32 (n, s, s), written.
+    """
+    n_rows, s, _ = out.shape
+    h = stack.shape[1]
+    w = stack.shape[2]
+    half = s // 2
+    n_outer = 0
+    for y in range(s):
+        for x in range(s):
+            if outer[y, x]:
+                n_outer += 1
+    for r in prange(n_rows):
+        if not visible[r]:
+            for y in range(s):
+                for x in range(s):
+                    out[r, y, x] = 0.0
+            continue
+        f = tilt_of_row[r]
+        ox = origins[r, 0]
+        oy = origins[r, 1]
+        acc = 0.0
+        if n_outer > 0:
+            for y in range(s):
+                yy = min(max(oy + y, 0), h - 1)
+                for x in range(s):
+                    if outer[y, x]:
+                        acc += stack[f, yy, min(max(ox + x, 0), w - 1)]
+            acc /= n_outer
+        for y in range(s):
+            yy = min(max(oy + y, 0), h - 1)
+            ty = y - half if y >= half else y - half + s
+            for x in range(s):
+                tx = x - half if x >= half else x - half + s
+                out[r, ty, tx] = mask[y, x] * (stack[f, yy, min(max(ox + x, 0), w - 1)] - acc)

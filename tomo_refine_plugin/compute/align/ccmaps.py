@@ -24,10 +24,10 @@ import numpy as np
 import scipy.fft
 
 from ..ctf import ctf_rfft_2d_batch, defocus_offsets_angst, electron_wavelength_angst
-from ..fourier.extract import align_observation_rfft_2d, crop_circle, extract_windows
+from ..fourier.extract import align_observation_rfft_2d, window_origins_px
 from ..fourier.slices import extract_central_slices_rfft_3d
 from ..geometry import TiltSeriesGeometry, TiltSeriesOptics, project_points, visible_in_frames
-from ._kernels import predict_cc_kernel
+from ._kernels import masked_windows_kernel, predict_cc_kernel
 
 __all__ = ["CCMaps", "compute_cc_maps"]
 
@@ -149,15 +149,28 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
                     np.ascontiguousarray(optics.ctf_bfactor_angst2, np.float64),
                     np.ascontiguousarray(optics.ctf_scale, np.float64)]
         dose32 = np.ascontiguousarray(dose)
+        stack = np.ascontiguousarray(stack, dtype=np.float32)
+        # RELION cropCircle (radius s/2, 5-px cosine edge), as fourier.extract.crop_circle.
+        c = s // 2
+        yy, xx = np.mgrid[0:s, 0:s]
+        r = np.hypot(xx - c, yy - c)
+        circle_outer = r > s / 2.0
+        circle_mask = np.where(r < s / 2.0 - 5.0, 1.0, np.where(r < s / 2.0, 0.5 - 0.5 * np.cos(np.pi * (s / 2.0 - r) / 5.0),
+                                                                  0.0))
     for start in range(0, n_p, chunk):
         sl = slice(start, min(start + chunk, n_p))
         n_c = sl.stop - sl.start
         vis = visible[sl]
         mats = np.einsum("fij,pjk->pfik", rot, particle_matrices[sl])
         if fused:
-            windows, origins = extract_windows(stack, uv[sl], s, vis)
-            cc = scipy.fft.rfft2(scipy.fft.ifftshift(crop_circle(windows, s / 2.0, 5.0), axes=(-2, -1)),
-                                 norm="ortho", workers=workers).astype(np.complex64, copy=False)
+            origins = window_origins_px(uv[sl], s)
+            windows = np.empty((n_c * n_t, s, s), np.float32)
+            masked_windows_kernel(stack, np.ascontiguousarray(np.broadcast_to(np.arange(n_t), (n_c, n_t)).ravel(),
+                                                              np.int64),
+                                  np.ascontiguousarray(origins.reshape(-1, 2)), np.ascontiguousarray(vis.ravel()),
+                                  circle_mask, circle_outer, windows)
+            cc = scipy.fft.rfft2(windows.reshape(n_c, n_t, s, s), norm="ortho",
+                                 workers=workers).astype(np.complex64, copy=False)
             del windows
             tilts_rows = np.ascontiguousarray(np.broadcast_to(tilt_idx, (n_c, n_t)).ravel(), np.int64)
             extra = defocus[sl].ravel()
