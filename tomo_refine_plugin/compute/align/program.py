@@ -446,6 +446,7 @@ def run_align(opts: AlignOptions, log=print, command: str | None = None) -> Alig
                                                           pset.particle_matrices(rows), half, inputs.reference,
                                                           opts, log, motion_px=motion,
                                                           diag_path=out / f"diag_{name}_frq_weight.mrc" if opts.diag else None)
+            stack = None  # ~100 MB per tilt series: gone before the next one is read or the report is drawn
             centred = centred_angst_from_positions_px(new_pos, pix, geometry.tomo_size_px)
             _write_temp(out, name, tset, new_geom, pset.particle_names(rows), centred, report)
             summaries[name] = report.summary()
