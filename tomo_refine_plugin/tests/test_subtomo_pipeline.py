@@ -162,3 +162,29 @@ def test_fused_ctf_weighting_is_bitwise_the_ctf_batch(stack2d):
     np.testing.assert_array_equal(x, x0 * (sign * c))
     if not stack2d:
         np.testing.assert_array_equal(weights, c * c)
+
+
+@pytest.mark.parametrize("box_3d", [16, 12])
+def test_fused_insert_assemble_is_bitwise_insert_then_assemble(box_3d):
+    """The subtomo fast path (reused interleaved accumulator, no complex128 copies) writes the same bits
+    as insert_3d + assemble_3d, with normfft = 1 and ≠ 1, and a dirty, larger reused buffer."""
+    from tomo_refine_plugin.compute.subtomo.pipeline import assemble_3d, insert_3d, insert_assemble_3d
+
+    rng = np.random.default_rng(7)
+    n, s2 = 3, 16
+    spec = ExtractionSpec(box_2d=s2, box_3d=box_3d, pixel_size_angst=PIX)
+    data2d = (rng.standard_normal((n, F, s2, s2 // 2 + 1)) + 1j * rng.standard_normal((n, F, s2, s2 // 2 + 1))
+              ).astype(np.complex64)
+    w2d = rng.random((n, F, s2, s2 // 2 + 1)).astype(np.float32)
+    tilt = np.deg2rad([-30.0, 20.0])
+    frames = np.stack([[[np.cos(t), 0, np.sin(t)], [0, 1, 0], [-np.sin(t), 0, np.cos(t)]] for t in tilt])
+    q, _ = np.linalg.qr(rng.standard_normal((n, 3, 3)))
+    visible = np.array([[True, True], [True, False], [False, True]])
+    dose = dose_weights_rfft_2d(s2, PIX, [0.0, 60.0])
+    expected = assemble_3d(*insert_3d(data2d, w2d, frames, q, visible, dose, spec), spec)
+    acc = np.full((n + 2, box_3d, box_3d, box_3d // 2 + 1, 4), 7.0)
+    for buffer in (None, acc):
+        got = insert_assemble_3d(data2d, w2d, frames, q, visible, dose, spec, acc=buffer)
+        for g, e in zip(got, expected):
+            assert g.dtype == e.dtype and g.shape == e.shape
+            np.testing.assert_array_equal(g, e)

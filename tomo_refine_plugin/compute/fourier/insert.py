@@ -19,6 +19,7 @@ __all__ = [
     "dose_x_ranges",
     "full_x_ranges",
     "insert_slices_rfft_3d",
+    "insert_slices_interleaved",
     "checkerboard_3d",
     "half_grid_to_real_centred",
     "real_centred_to_half_grid",
@@ -153,6 +154,46 @@ def insert_slices_rfft_3d(
     ctf += acc[..., 2]
     mult += acc[..., 3]
     return data, ctf, mult
+
+
+def insert_slices_interleaved(slices, weights, rows, visible, x_ranges, scale: float, acc, target=None):
+    """:func:`insert_slices_rfft_3d` into a caller-owned interleaved accumulator (no copies out of it).
+
+    For pipelines that turn the sums straight into their outputs (subtomo): the accumulator can be
+    reused from batch to batch, and no complex128/float64 arrays are split out of it.
+
+    Parameters
+    ----------
+    slices, weights, rows, visible, x_ranges, scale, target
+        As in :func:`insert_slices_rfft_3d`.
+    acc
+        float64 C-contiguous ``(n_acc, s3, s3, s3//2+1, 4)`` = (acc, kz, ky, kx, [data.real, data.imag,
+        ctf, mult]), accumulated in place (zero it first for fresh sums).
+
+    Returns
+    -------
+    acc
+        The same array.
+    """
+    slices = np.ascontiguousarray(slices, dtype=np.complex64)
+    weights = np.ascontiguousarray(weights, dtype=np.float32)
+    n, n_frames, s2, _ = slices.shape
+    if weights.shape != slices.shape:
+        raise ValueError(f"weights shape {weights.shape} != slices shape {slices.shape}")
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    if rows.shape != (n, n_frames, 2, 3):
+        raise ValueError(f"rows must be {(n, n_frames, 2, 3)}, got {rows.shape}")
+    x_ranges = np.ascontiguousarray(x_ranges, dtype=np.int32)
+    if x_ranges.shape != (n_frames, s2):
+        raise ValueError(f"x_ranges must be {(n_frames, s2)}, got {x_ranges.shape}")
+    target = np.arange(n, dtype=np.int64) if target is None else np.ascontiguousarray(target, dtype=np.int64)
+    s3 = acc.shape[1] if acc.ndim == 5 else 0
+    if (acc.ndim != 5 or acc.dtype != np.float64 or not acc.flags.c_contiguous or s3 % 2
+            or acc.shape[1:] != (s3, s3, s3 // 2 + 1, 4) or (n and target.max() >= acc.shape[0])):
+        raise ValueError(f"acc must be C-contiguous float64 (n_acc, s3, s3, s3//2+1, 4), got {acc.dtype} {acc.shape}")
+    insert_slices_kernel(slices, weights, rows, np.ascontiguousarray(visible, dtype=np.uint8), x_ranges, target,
+                         float(scale), acc)
+    return acc
 
 
 @functools.lru_cache(maxsize=4)

@@ -135,3 +135,29 @@ def ctf_envelope_kernel(bfactor_angst2, box_px, pixel_size_angst, out):
                 kx = x * inv
                 k2sum = kx * kx + ky * ky
                 out[f, y, x] = np.exp(k4 * k2sum)
+
+
+@njit(cache=True, parallel=True)
+def split_accumulator_kernel(acc, data_factor, data, weights):
+    """Interleaved insertion sums → the pseudo-subtomogram's half grid and its ``_weights.mrc`` array.
+
+    ``data[a] = complex64(acc[a, ..., 0:2] · data_factor)`` (data_factor: checkerboard × normfft; the
+    complex-times-real product written out as numpy evaluates it, so the bits match
+    ``half_grid_to_real_centred``'s input), ``weights[a, :s3] = float32(ctf)``,
+    ``weights[a, s3:] = float32(mult)``.
+
+    float64 ``acc (n, s3, s3, sh3, 4)``; float32 ``data_factor (s3, s3, sh3)``; complex64
+    ``data (n, s3, s3, sh3)`` and float32 ``weights (n, 2·s3, s3, sh3)``, written.
+    """
+    n, s3, _, sh3, _ = acc.shape
+    for r in prange(n * s3):
+        a = r // s3
+        z = r % s3
+        for y in range(s3):
+            for x in range(sh3):
+                f = np.float64(data_factor[z, y, x])
+                re = acc[a, z, y, x, 0]
+                im = acc[a, z, y, x, 1]
+                data[a, z, y, x] = complex(re * f - im * 0.0, re * 0.0 + im * f)
+                weights[a, z, y, x] = acc[a, z, y, x, 2]
+                weights[a, s3 + z, y, x] = acc[a, z, y, x, 3]

@@ -31,8 +31,10 @@ from ..fourier.extract import (
     windows_to_centred_rfft,
 )
 from ..fourier.insert import (
+    checkerboard_3d,
     dose_x_ranges,
     half_grid_to_real_centred,
+    insert_slices_interleaved,
     insert_slices_rfft_3d,
     slice_rows,
 )
@@ -43,6 +45,7 @@ from ._kernels import (
     ctf_envelope_kernel,
     gather_band_windows_kernel,
     separable_phase_kernel,
+    split_accumulator_kernel,
 )
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "stream_windows",
     "weight_spectra",
     "insert_3d",
+    "insert_assemble_3d",
     "assemble_3d",
     "cone_weights",
     "stack_2d",
@@ -326,6 +330,43 @@ def insert_3d(data2d, weights2d, frame_rotations, box_matrices, visible, dose, s
     return insert_slices_rfft_3d(data2d, weights2d, rows, visible, x_ranges, spec.box_3d, spec.rbs**2)
 
 
+def _normfft(spec: ExtractionSpec) -> float:
+    normfft = spec.box_2d / (spec.box_3d * np.sqrt(spec.binning))
+    return 1.0 if abs(normfft - 1.0) <= 1e-4 else normfft
+
+
+def insert_assemble_3d(data2d, weights2d, frame_rotations, box_matrices, visible, dose, spec: ExtractionSpec,
+                       workers: int = 1, acc=None):
+    """:func:`insert_3d` then :func:`assemble_3d`, without the complex128/float64 intermediates.
+
+    Same output bits. ``acc`` is an optional reusable float64 buffer of at least ``n`` accumulators
+    ``(n_max, s3, s3, s3//2+1, 4)`` (zeroed here).
+
+    Returns
+    -------
+    volumes, weights
+        As :func:`assemble_3d`.
+    """
+    n = data2d.shape[0]
+    s3 = spec.box_3d
+    shape = (n, s3, s3, s3 // 2 + 1, 4)
+    if acc is None or acc.shape[0] < n or acc.shape[1:] != shape[1:]:
+        acc = np.zeros(shape, np.float64)
+    else:
+        acc = acc[:n]
+        acc.fill(0.0)
+    rows = slice_rows(frame_rotations, box_matrices, spec.rbs)
+    insert_slices_interleaved(data2d, weights2d, rows, visible, dose_x_ranges(dose, spec.cutoff_fract), spec.rbs**2,
+                              acc)
+    data = np.empty(shape[:4], np.complex64)
+    weights = np.empty((n, 2 * s3, s3, s3 // 2 + 1), np.float32)
+    factor = np.ascontiguousarray(checkerboard_3d(s3) * np.float32(_normfft(spec)))
+    split_accumulator_kernel(acc, factor, data, weights)
+    volumes = scipy.fft.irfftn(data, s=(s3, s3, s3), axes=(-3, -2, -1), norm="ortho", workers=workers,
+                               overwrite_x=True)
+    return volumes.astype(np.float32, copy=False), weights
+
+
 def cone_weights(box: int, matrices, angle_deg: float, sig0: float) -> np.ndarray:
     """RELION ``--cone_weight`` down-weighting on the 3D half grid.
 
@@ -365,10 +406,7 @@ def assemble_3d(data, ctf, mult, spec: ExtractionSpec, workers: int = 1):
         float32 ``(n, 2·s3, s3, s3//2+1)``: CTF² for z < s3, multiplicity for z ≥ s3 (FFT order, DC at 0).
     """
     s3 = spec.box_3d
-    normfft = spec.box_2d / (s3 * np.sqrt(spec.binning))
-    if abs(normfft - 1.0) <= 1e-4:
-        normfft = 1.0
-    volumes = half_grid_to_real_centred(data, s3, scale=normfft, workers=workers)
+    volumes = half_grid_to_real_centred(data, s3, scale=_normfft(spec), workers=workers)
     weights = np.concatenate([ctf, mult], axis=1).astype(np.float32)
     return volumes, weights
 

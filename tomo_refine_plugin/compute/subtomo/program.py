@@ -54,6 +54,7 @@ from .pipeline import (
     assemble_3d,
     cone_weights,
     insert_3d,
+    insert_assemble_3d,
     stack_2d,
     tilt_spectra,
     tomogram_tables,
@@ -436,6 +437,9 @@ def _process_particles(opts, tset, pset, plan: _TomoPlan, spec: ExtractionSpec, 
     mean_v = np.array([plan.uv[k, plan.visible[k], 1].mean() if plan.visible[k].any() else 0.0 for k in todo])
     todo = todo[np.argsort(mean_v, kind="stable")]
     optics_cache = {}
+    extras = opts.ctf or opts.multi or opts.nrm or opts.div
+    # insertion sums, reused by every chunk (the 3D path without extras)
+    acc = None if (opts.stack2d or extras or opts.cone_weight) else np.empty((chunk, s3, s3, s3 // 2 + 1, 4))
     written = 0
     writer = _BackgroundWriter()
     try:
@@ -456,17 +460,21 @@ def _process_particles(opts, tset, pset, plan: _TomoPlan, spec: ExtractionSpec, 
                                    for k, stk in zip(ids, stack_2d(data2d, vis, spec))])
                     written += len(ids)
                     continue
-                d3, c3, m3 = insert_3d(data2d, w2d, tables.frame_rotations, box_matrices[ids], vis, tables.dose,
-                                       spec)
+                if extras or opts.cone_weight:
+                    d3, c3, m3 = insert_3d(data2d, w2d, tables.frame_rotations, box_matrices[ids], vis,
+                                           tables.dose, spec)
+                    if opts.cone_weight:
+                        cw = cone_weights(s3, a_full[ids], opts.cone_angle, opts.cone_sig0)
+                        d3 *= cw
+                        c3 *= cw
+                        m3 *= cw
+                    vols, weights = assemble_3d(d3, c3, m3, spec, workers=opts.j)
+                    del d3
+                else:
+                    vols, weights = insert_assemble_3d(data2d, w2d, tables.frame_rotations, box_matrices[ids], vis,
+                                                       tables.dose, spec, workers=opts.j, acc=acc)
                 del data2d, w2d
-                if opts.cone_weight:
-                    cw = cone_weights(s3, a_full[ids], opts.cone_angle, opts.cone_sig0)
-                    d3 *= cw
-                    c3 *= cw
-                    m3 *= cw
-                vols, weights = assemble_3d(d3, c3, m3, spec, workers=opts.j)
                 jobs = []
-                extras = opts.ctf or opts.multi or opts.nrm or opts.div
                 for j_local, k in enumerate(ids):
                     root = plan.roots[k]
                     if extras:
@@ -476,7 +484,6 @@ def _process_particles(opts, tset, pset, plan: _TomoPlan, spec: ExtractionSpec, 
                         jobs.append((write_mrc, (root + "_weights.mrc", weights[j_local], 1.0 / pixb, opts.float16)))
                     # the data file last: its presence marks the particle finished (--only_do_unfinished)
                     jobs.append((write_mrc, (root + "_data.mrc", vols[j_local], pixb, opts.float16)))
-                del d3
                 writer.submit(jobs)
                 written += len(ids)
     finally:
