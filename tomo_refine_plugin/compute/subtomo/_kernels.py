@@ -57,8 +57,9 @@ def gather_band_windows_kernel(band, band_y0, image_h, origins, visible, frame, 
 @njit(cache=True, parallel=True)
 def ctf_dose_weight_kernel(spectra, defocus_u_angst, defocus_v_angst, defocus_angle_rad, phase_shift_rad,
                            envelope, scale, k1, k2, k3, pixel_size_angst, gamma_offset, use_gamma_offset,
-                           extra_defocus_angst, dose, pixel_sign, weights):
-    """In place ``spectra *= pixel_sign·c`` and ``weights = c²`` with ``c = float32(CTF)·dose``.
+                           extra_defocus_angst, dose, pixel_sign, weights, row_factor, col_factor):
+    """In place ``spectra *= pixel_sign·c`` and ``weights = c²`` with ``c = float32(CTF)·dose``; first
+    ``spectra *= row_factor·col_factor`` (:func:`separable_phase_kernel`, same bits) if those are given.
 
     One pass instead of the CTF batch and a separate weighting pass (no ``(n, F, s, sh)`` CTF array, and
     the B-factor envelope is evaluated once per tilt rather than per particle). The CTF value is computed
@@ -85,9 +86,12 @@ def ctf_dose_weight_kernel(spectra, defocus_u_angst, defocus_v_angst, defocus_an
         float32 ``(s, sh)``: the contrast sign, times the centring checkerboard where wanted.
     weights
         float32 ``(n, F, s, sh)`` written, or shape ``(0, 0, 0, 0)`` to skip them.
+    row_factor, col_factor
+        complex64 ``(n, F, s)`` and ``(n, F, sh)``, or shape ``(0, 0, 0)`` for no phase factor.
     """
     n, n_frames, box_px, half = spectra.shape
     write_weights = weights.shape[0] == n
+    use_phase = row_factor.shape[0] == n
     inv = 1.0 / (box_px * pixel_size_angst)
     for r in prange(n * n_frames):
         i = r // n_frames
@@ -101,6 +105,10 @@ def ctf_dose_weight_kernel(spectra, defocus_u_angst, defocus_v_angst, defocus_an
         for y in range(box_px):
             yy = y if y < (box_px + 1) // 2 else y - box_px
             ky = yy * inv
+            if use_phase:
+                ry = row_factor[i, f, y]
+                for x in range(half):
+                    spectra[i, f, y, x] *= ry * col_factor[i, f, x]
             for x in range(half):
                 kx = x * inv
                 ku = ca * kx + sa * ky

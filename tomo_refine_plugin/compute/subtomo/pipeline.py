@@ -163,7 +163,7 @@ def stream_windows(rows_source, uv, visible, window_px: int) -> tuple[np.ndarray
     return windows, origins
 
 
-def tilt_spectra(stack, uv, visible, spec: ExtractionSpec, workers: int = 1) -> np.ndarray:
+def tilt_spectra(stack, uv, visible, spec: ExtractionSpec, workers: int = 1, defer_phase: bool = False):
     """Centred, binned, sub-pixel-centred spectra of the windows around each projected position.
 
     Parameters
@@ -177,11 +177,16 @@ def tilt_spectra(stack, uv, visible, spec: ExtractionSpec, workers: int = 1) -> 
     spec
         Box sizes and binning.
 
+    defer_phase
+        Return the sub-pixel phase as factors instead of applying it (for :func:`weight_spectra`'s
+        ``phase``, which applies it in its CTF pass: one pass over the spectra less).
+
     Returns
     -------
     spectra
         complex64 ``(n, F, s2, s2//2+1)``: the unitary FFT of the mean-preserving binned window, with the
-        particle centre at the phase origin.
+        particle centre at the phase origin. With ``defer_phase``: ``(spectra, phase)``, where the
+        spectra still need ``phase`` (None if already applied).
     """
     s02 = spec.window_px
     s2 = spec.box_2d
@@ -194,7 +199,8 @@ def tilt_spectra(stack, uv, visible, spec: ExtractionSpec, workers: int = 1) -> 
     if spec.circle_precrop:
         windows = crop_circle(windows, s02 // 2)
     if s02 % 2:
-        return windows_to_centred_rfft(windows, uv, origins, spec.binning, workers)
+        f = windows_to_centred_rfft(windows, uv, origins, spec.binning, workers)
+        return (f, None) if defer_phase else f
     # Same result as windows_to_centred_rfft, cheaper: for an even window ifftshift is the (−1)^(kx+ky)
     # modulation, and the sub-pixel phase factorises into a kx row times a ky column.
     f = scipy.fft.rfft2(windows, norm="ortho", workers=workers, overwrite_x=True)
@@ -214,7 +220,10 @@ def tilt_spectra(stack, uv, visible, spec: ExtractionSpec, workers: int = 1) -> 
     sign_x = np.where(np.arange(s2 // 2 + 1) % 2, -1.0, 1.0)
     row_factor = (sign_y * np.exp(2j * np.pi / s2 * ky * shift[..., 1, None])).astype(np.complex64)
     col_factor = (sign_x * np.exp(2j * np.pi / s2 * kx * shift[..., 0, None])).astype(np.complex64)
-    separable_phase_kernel(f, np.ascontiguousarray(row_factor), np.ascontiguousarray(col_factor))
+    row_factor, col_factor = np.ascontiguousarray(row_factor), np.ascontiguousarray(col_factor)
+    if defer_phase:
+        return f, (row_factor, col_factor)
+    separable_phase_kernel(f, row_factor, col_factor)
     return f
 
 
@@ -235,6 +244,7 @@ def weight_spectra(
     dose,
     workers: int = 1,
     stack2d: bool = False,
+    phase=None,
 ):
     """CTF/dose weighting, odd-aberration correction and circle crop (RELION ``processTomograms``).
 
@@ -250,6 +260,8 @@ def weight_spectra(
         float32 ``(F, s2, sh2)`` dose weights (:func:`~..dose.dose_weights_rfft_2d`).
     stack2d
         If True, also divide by ``bin`` (RELION's 2D path) and skip the return to Fourier space.
+    phase
+        The deferred sub-pixel phase of ``tilt_spectra(..., defer_phase=True)``, or None.
 
     Returns
     -------
@@ -264,10 +276,14 @@ def weight_spectra(
     # the checkerboard of the centred inverse FFT below folds into the per-pixel sign (it is ±1, so the
     # product is exact in any order)
     centre = spec.circle_crop or stack2d
+    if phase is not None and not spec.do_ctf:
+        separable_phase_kernel(x, *phase)
+        phase = None
     if spec.do_ctf:
         pixel_sign = np.float32(spec.flip_sign) * (_checkerboard_2d(s2) if centre else np.ones((s2, sh2), np.float32))
         weights = np.empty((0, 0, 0, 0) if stack2d else x.shape, np.float32)
-        _ctf_dose_weight(x, spec, optics, defocus_offsets_angst, dose, np.ascontiguousarray(pixel_sign), weights)
+        _ctf_dose_weight(x, spec, optics, defocus_offsets_angst, dose, np.ascontiguousarray(pixel_sign), weights,
+                         phase)
         if stack2d:
             weights = None
     else:
@@ -298,7 +314,7 @@ def weight_spectra(
 
 
 def _ctf_dose_weight(spectra, spec: ExtractionSpec, optics: TiltSeriesOptics, defocus_offsets_angst, dose,
-                     pixel_sign, weights) -> None:
+                     pixel_sign, weights, phase=None) -> None:
     """``spectra *= pixel_sign·CTF·dose`` and ``weights = (CTF·dose)²`` in one pass (see
     :func:`._kernels.ctf_dose_weight_kernel`); the CTF is ``ctf_rfft_2d_batch``'s, bit for bit."""
     s2 = spectra.shape[2]
@@ -313,7 +329,7 @@ def _ctf_dose_weight(spectra, spec: ExtractionSpec, optics: TiltSeriesOptics, de
         spectra, f64(optics.defocus_u_angst), f64(optics.defocus_v_angst), f64(np.deg2rad(optics.defocus_angle_deg)),
         f64(np.deg2rad(optics.phase_shift_deg)), envelope, f64(optics.ctf_scale), float(k1), float(k2), float(k3),
         float(pix), offset, use_offset, f64(defocus_offsets_angst), np.ascontiguousarray(dose, np.float32),
-        pixel_sign, weights,
+        pixel_sign, weights, *(phase if phase is not None else (np.zeros((0, 0, 0), np.complex64),) * 2),
     )
 
 

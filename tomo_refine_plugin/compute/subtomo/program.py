@@ -451,9 +451,9 @@ def _process_particles(opts, tset, pset, plan: _TomoPlan, spec: ExtractionSpec, 
             for start in range(0, len(sel), chunk):
                 ids = sel[start : start + chunk]
                 vis = plan.visible[ids]
-                spectra = tilt_spectra(stack, plan.uv[ids], vis, spec, workers=opts.j)
+                spectra, phase = tilt_spectra(stack, plan.uv[ids], vis, spec, workers=opts.j, defer_phase=True)
                 data2d, w2d = weight_spectra(spectra, spec, optics, dz_all[ids], tables.dose, workers=opts.j,
-                                             stack2d=opts.stack2d)
+                                             stack2d=opts.stack2d, phase=phase)
                 del spectra
                 if opts.stack2d:
                     writer.submit([(_write_stack, (plan.roots[k] + "_stack2d.mrcs", stk, pixb, opts.float16))
