@@ -33,7 +33,7 @@ from .fourier.insert import (
 from .io.atomic import atomic_write_text
 from .io.fsc import write_fsc
 from .io.mrc import write_mrc
-from .io.tomograms import load_tilt_series
+from .io.tomograms import TiltSeriesRows
 from .subtomo.pipeline import ExtractionSpec, tilt_spectra, tomogram_tables, weight_spectra
 from .subtomo.program import (
     SubtomoOptions,
@@ -218,29 +218,30 @@ def _run_reconstruct(opts: ReconstructOptions, log, command: str | None) -> Reco
         idx = np.flatnonzero(plan.kept)
         if not len(idx):
             continue
-        stack = load_tilt_series(tset, plan.name)
-        tables = tomogram_tables(geo.projection_matrices(), tset.optics(plan.name), spec)
-        # --cutoff_fract: 2D frequencies whose dose weight is at or below it are not backprojected
-        keep_2d = (tables.dose > spec.cutoff_fract).astype(np.float32) if spec.cutoff_fract > 0 else None
-        dz = defocus_offsets_angst(geo, plan.positions_px)
-        groups = pset.optics_groups(plan.rows)
-        mats = pset.particle_matrices(plan.rows)
-        half = plan.rows["rlnRandomSubset"].to_numpy(np.int64) - 1
-        chunk = 4 * n_thr
-        for group in np.unique(groups[idx]):
-            optics = _optics_for_group(tset, pset, plan.name, int(group))
-            sel = idx[groups[idx] == group]
-            for start in range(0, len(sel), chunk):
-                ids = sel[start : start + chunk]
-                vis = plan.visible[ids]
-                sp = tilt_spectra(stack, plan.uv[ids], vis, spec, workers=opts.j)
-                x, w = weight_spectra(sp, spec, optics, dz[ids], tables.dose, workers=opts.j)
-                rows = slice_rows(tables.frame_rotations, mats[ids], 1.0)
-                target = half[ids] * n_thr + np.arange(len(ids)) % n_thr
-                if keep_2d is not None:
-                    x *= keep_2d
-                    w *= keep_2d
-                backproject_slices_rfft_3d(x, w, rows, vis, s2, target=target, n_acc=2 * n_thr, out=acc)
+        # streamed (row bands per chunk): the tilt series is never held whole
+        with TiltSeriesRows(tset, plan.name) as stack:
+            tables = tomogram_tables(geo.projection_matrices(), tset.optics(plan.name), spec)
+            # --cutoff_fract: 2D frequencies whose dose weight is at or below it are not backprojected
+            keep_2d = (tables.dose > spec.cutoff_fract).astype(np.float32) if spec.cutoff_fract > 0 else None
+            dz = defocus_offsets_angst(geo, plan.positions_px)
+            groups = pset.optics_groups(plan.rows)
+            mats = pset.particle_matrices(plan.rows)
+            half = plan.rows["rlnRandomSubset"].to_numpy(np.int64) - 1
+            chunk = 4 * n_thr
+            for group in np.unique(groups[idx]):
+                optics = _optics_for_group(tset, pset, plan.name, int(group))
+                sel = idx[groups[idx] == group]
+                for start in range(0, len(sel), chunk):
+                    ids = sel[start : start + chunk]
+                    vis = plan.visible[ids]
+                    sp = tilt_spectra(stack, plan.uv[ids], vis, spec, workers=opts.j)
+                    x, w = weight_spectra(sp, spec, optics, dz[ids], tables.dose, workers=opts.j)
+                    rows = slice_rows(tables.frame_rotations, mats[ids], 1.0)
+                    target = half[ids] * n_thr + np.arange(len(ids)) % n_thr
+                    if keep_2d is not None:
+                        x *= keep_2d
+                        w *= keep_2d
+                    backproject_slices_rfft_3d(x, w, rows, vis, s2, target=target, n_acc=2 * n_thr, out=acc)
         for h in (0, 1):
             n_half[h] += int((half[idx] == h).sum())
         log(f"{plan.name}: {len(idx)} particles inserted ({int((~plan.kept).sum())} not visible enough), "
