@@ -57,6 +57,8 @@ class SimulationOptions:
                                          "(true geometry, px); <0: box/2; 0: no constraint")
     mask_edge_px: float = _opt(6.0, "soft edge of the spherical mask (px)")
     n_blobs: int = _opt(12, "Gaussian blobs in the synthetic particle")
+    n_fine_blobs: int = _opt(0, "extra point-like blobs (sigma --fine_sigma_px) for high-resolution content")
+    fine_sigma_px: float = _opt(1.0, "sigma of the fine blobs (px, >= 1)")
     seed: int = _opt(0, "random seed; everything is deterministic for a seed")
 
     def __post_init__(self):

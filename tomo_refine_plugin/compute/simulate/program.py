@@ -361,7 +361,7 @@ def simulate_dataset(out_dir, options: SimulationOptions = SimulationOptions(), 
     streams = np.random.SeedSequence(opts.seed).spawn(2 + opts.n_tomograms)
     map_rng, ref_rng = np.random.default_rng(streams[0]), np.random.default_rng(streams[1])
 
-    phantom = make_phantom(map_rng, box, pix, opts.n_blobs)
+    phantom = make_phantom(map_rng, box, pix, opts.n_blobs, opts.n_fine_blobs, opts.fine_sigma_px)
     truth_map = render_phantom(phantom, box, pix)
     radius_px = phantom.radius_angst / pix
     # Exact projections of the blobs that render_phantom samples (no interpolation blur, ~1000x faster than
