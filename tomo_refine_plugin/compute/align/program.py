@@ -10,6 +10,7 @@ merged into ``tomograms.star``, ``particles.star``, ``optimisation_set.star``, `
 """
 from __future__ import annotations
 
+import gc
 import json
 import shlex
 import sys
@@ -285,6 +286,8 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
     for rnd in range(rounds):
         t0 = time.perf_counter()
         maps = cost = None  # drop the previous round's maps before allocating the next ones (peak memory)
+        # scipy's minimize leaves reference cycles that hold the cost (and its maps) until the cyclic GC runs.
+        gc.collect()
         maps = maps_for(geom, pos)
         if rnd == 0:
             n_visible = (maps.visible & active[None]).sum(0)
