@@ -89,19 +89,15 @@ def test_reconstruct_matches_relion(golden_dir, tmp_path, monkeypatch):
 
 
 def test_reconstruct_recovers_simulated_map(tmp_path, monkeypatch):
-    import functools
-
-    from tomo_refine_plugin.compute.simulate import program as simulate_program
     from tomo_refine_plugin.compute.simulate.options import SimulationOptions
-    from tomo_refine_plugin.compute.simulate.phantom import make_phantom
+    from tomo_refine_plugin.compute.simulate.program import simulate_dataset
 
     # The default blob chain has almost no power beyond ~0.7 Nyquist, so it cannot show a loss there;
     # 30 point-like (σ = 1 px) blobs give the map real content up to Nyquist.
-    monkeypatch.setattr(simulate_program, "make_phantom", functools.partial(make_phantom, n_fine_blobs=30))
     sim = tmp_path / "sim"
-    simulate_program.simulate_dataset(
-        sim, SimulationOptions(n_tilts=41, tilt_step_deg=3.0, image_size_px=(192, 192), tomo_depth_px=48, box_px=32,
-                               n_particles=30, snr=float("inf"), seed=1), log=lambda *_: None)
+    simulate_dataset(sim, SimulationOptions(n_tilts=41, tilt_step_deg=3.0, image_size_px=(192, 192), tomo_depth_px=48,
+                                            box_px=32, n_particles=30, snr=float("inf"), seed=1, n_fine_blobs=30),
+                     log=lambda *_: None)
     monkeypatch.chdir(sim)
     res = run_reconstruct(ReconstructOptions(o=str(tmp_path / "rec"), b=32, i="truth/optimisation_set.star", j=2),
                           log=lambda *_: None)
