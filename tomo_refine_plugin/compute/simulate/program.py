@@ -537,7 +537,8 @@ def simulate_dataset(out_dir, options: SimulationOptions = SimulationOptions(), 
     noise_sigma = 0.0 if math.isinf(opts.snr) else math.sqrt(signal_power / opts.snr)
     for name, (stack, noise_rng) in stacks.items():
         if noise_sigma > 0:
-            stack += noise_rng.normal(0.0, noise_sigma, stack.shape)
+            for image in stack:  # one tilt at a time: the same draws as one call, without a stack-sized temporary
+                image += noise_rng.normal(0.0, noise_sigma, image.shape)
         write_mrc(out / "tilt_series" / f"{name}.mrcs", stack.astype(np.float32), pix)
 
     global_table = pd.DataFrame(global_rows)
