@@ -227,6 +227,24 @@ def test_fused_cc_kernel_matches_shared_building_blocks(golden_dir):
     np.testing.assert_allclose(fused.maps, ref.maps, atol=1e-6 * np.abs(ref.maps).max())
     np.testing.assert_allclose(fused.tilt_sums, ref.tilt_sums, atol=1e-6 * np.abs(ref.tilt_sums).max())
     assert not fused.maps[0].any()
+    # Recomputing only some tilts at a moved geometry (the recentring after the global shift search) gives those
+    # tilts' maps of a full computation at that geometry and keeps the other tilts' maps, on both paths.
+    moved = g.with_projection_matrices(g.projection_matrices() + np.array([[0, 0, 0, 3.0], [0, 0, 0, -2.0], [0] * 4,
+                                                                           [0] * 4]))
+    subset = np.array([2, 7, 30])
+    full_moved = compute_cc_maps(stack, moved, *args[2:], fused=True)
+    for is_fused in (True, False):
+        base = compute_cc_maps(*args, fused=is_fused)
+        kept = base.maps.copy()
+        part = compute_cc_maps(stack, moved, *args[2:], fused=is_fused, tilts=subset, update=base)
+        others = np.setdiff1d(np.arange(g.n_tilts), subset)
+        np.testing.assert_array_equal(part.maps[:, others], kept[:, others])
+        np.testing.assert_allclose(part.maps[:, subset], full_moved.maps[:, subset],
+                                   atol=1e-6 * np.abs(full_moved.maps).max())
+        np.testing.assert_allclose(part.tilt_sums[subset], full_moved.tilt_sums[subset],
+                                   atol=1e-6 * np.abs(full_moved.tilt_sums).max())
+        np.testing.assert_allclose(part.centres_px[:, subset], full_moved.centres_px[:, subset])
+        assert np.abs(part.maps[:, subset] - kept[:, subset]).max() > 0.1 * np.abs(kept).max()
 
 
 def test_recovers_tilt_shifts_far_beyond_r(tmp_path):
