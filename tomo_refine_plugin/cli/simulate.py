@@ -48,7 +48,10 @@ def options_from_args(args) -> SimulationOptions:
 
 def run(args) -> int:
     options = options_from_args(args)
-    result = simulate_dataset(args.out, options)
+    try:
+        result = simulate_dataset(args.out, options)
+    except ValueError as exc:  # e.g. the particles do not fit (placement); the message names the option
+        raise InputError(str(exc), field="tomo-refine simulate options", fix="see tomo-refine simulate --help") from exc
     print(f"dataset: {result.optimisation_set_star}")
     print(f"truth:   {result.truth_optimisation_set_star}")
     return 0
