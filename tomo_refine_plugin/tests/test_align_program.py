@@ -157,6 +157,8 @@ def test_bad_input_is_refused_without_output(golden_dir, tmp_path):
                                                      str(d / "tilt_series" / "TS_02.star")]
     write_star(blocks, d / "two_tomos.star")
     _expect_error(d, "has no particles", t=str(d / "two_tomos.star"), only_tomos=("TS_02",))
+    # The same tomogram set in a plain run: TS_02 would come back unrefined, so it is refused by name.
+    _expect_error(d, "TS_02 of the tomogram set have no particles", t=str(d / "two_tomos.star"))
 
 
 def test_two_tomograms_scale_out_then_merge(golden_dir, tmp_path):

@@ -180,6 +180,15 @@ def _load_inputs(opts: AlignOptions) -> _Inputs:
             if name not in with_particles:
                 raise InputError(f"tomogram {name} has no particles", path=pset.path, field="data_particles/rlnTomoName",
                                  fix="remove it from --only_tomos")
+    elif not opts.merge_only:
+        # A plain run refines the whole tomogram set: a tilt series without particles would be written back
+        # unrefined next to refined ones, which a user cannot tell apart downstream. RELION skips it
+        # silently; we stop and say which one (scale-out runs name their tomograms with --only_tomos).
+        empty = [n for n in tset.names() if n not in with_particles]
+        if empty and len(empty) < len(tset.names()):
+            raise InputError(f"tomogram(s) {', '.join(empty)} of the tomogram set have no particles", path=pset.path,
+                             field="data_particles/rlnTomoName",
+                             fix="remove them from the tomogram set, or name the tomograms to refine with --only_tomos")
     tomos = [n for n in tset.names() if n in with_particles]
     for name in tomos:
         table = tset.tilt_table(name)
