@@ -6,6 +6,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ..fourier._trilinear import sample_half_volume_trilinear
+
 
 @njit(cache=True)
 def _catmull_rom(t, w, dw):
@@ -195,8 +197,6 @@ def predict_cc_kernel(volumes, half, mats, tilt, defocus_u, defocus_v, angle_rad
     n = spectra.shape[0]
     s = spectra.shape[1]
     sh = spectra.shape[2]
-    sv = volumes.shape[1]
-    svx = volumes.shape[3]
     inv = 1.0 / (s * pixel_size)
     for i in prange(n):
         if not visible[i]:
@@ -232,45 +232,7 @@ def predict_cc_kernel(volumes, half, mats, tilt, defocus_u, defocus_v, angle_rad
                 gx = m[0, 0] * ix + m[1, 0] * ky
                 gy = m[0, 1] * ix + m[1, 1] * ky
                 gz = m[0, 2] * ix + m[1, 2] * ky
-                conj = False
-                if gx < 0.0:
-                    gx = -gx
-                    gy = -gy
-                    gz = -gz
-                    conj = True
-                x0 = int(math.floor(gx))
-                y0 = int(math.floor(gy))
-                z0 = int(math.floor(gz))
-                fx = gx - x0
-                fy = gy - y0
-                fz = gz - z0
-                re = 0.0
-                im = 0.0
-                for dz in range(2):
-                    wz = fz if dz == 1 else 1.0 - fz
-                    zz = z0 + dz  # |g| < s (weights vanish beyond the corners), so one wrap suffices; cheaper than %
-                    if zz < 0:
-                        zz += sv
-                    elif zz >= sv:
-                        zz -= sv
-                    for dy in range(2):
-                        wy = fy if dy == 1 else 1.0 - fy
-                        yy = y0 + dy
-                        if yy < 0:
-                            yy += sv
-                        elif yy >= sv:
-                            yy -= sv
-                        for dx in range(2):
-                            wx = fx if dx == 1 else 1.0 - fx
-                            xx = x0 + dx
-                            if xx > svx - 1:
-                                xx = svx - 1
-                            wt = wx * wy * wz
-                            v = volumes[h, zz, yy, xx]
-                            re += wt * v.real
-                            im += wt * v.imag
-                if conj:
-                    im = -im
+                re, im = sample_half_volume_trilinear(volumes, h, gx, gy, gz)
                 # RELION CTF (CTF::getCTF), as compute/_ctf_kernels.py
                 kx = ix * inv
                 kya = ky * inv
