@@ -9,6 +9,27 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(inline="always", cache=True)
+def relion_ctf_gamma(kx, ky, cos_angle, sin_angle, defocus_u, defocus_v, k1, k2, k3, phase_shift_rad):
+    """RELION's CTF phase ``γ = −πλ(Δf_u k_u² + Δf_v k_v²) + (π/2)Csλ³|k|⁴ − φ − atan(Q0/√(1−Q0²))``.
+
+    ``k`` in Å⁻¹; ``(k_u, k_v)`` is ``k`` turned into the astigmatism frame. Shared by every kernel that
+    evaluates a CTF, so that the convention lives in one place.
+    """
+    ku = cos_angle * kx + sin_angle * ky
+    kv = -sin_angle * kx + cos_angle * ky
+    k2sum = kx * kx + ky * ky
+    return k1 * (-(defocus_u * ku * ku + defocus_v * kv * kv)) + k2 * k2sum * k2sum - phase_shift_rad - k3
+
+
+@njit(inline="always", cache=True)
+def clamp_ctf(value):
+    """RELION replaces ``|CTF| < 1e-8`` by ``±1e-8`` (sign of the value, + at 0) so it can divide by it."""
+    if abs(value) < 1e-8:
+        return -1e-8 if value < 0.0 else 1e-8
+    return value
+
+
 @njit(cache=True, parallel=True)
 def ctf_rfft_2d_kernel(
     defocus_u_angst,
@@ -56,13 +77,8 @@ def ctf_rfft_2d_kernel(
             ky = yy * inv
             for x in range(half):
                 kx = x * inv
-                ku = ca * kx + sa * ky
-                kv = -sa * kx + ca * ky
                 k2sum = kx * kx + ky * ky
-                gamma = k1 * (-(du * ku * ku + dv * kv * kv)) + k2 * k2sum * k2sum - k5 - k3
+                gamma = relion_ctf_gamma(kx, ky, ca, sa, du, dv, k1, k2, k3, k5)
                 if use_gamma_offset:
                     gamma += gamma_offset[y, x]
-                value = -np.sin(gamma) * np.exp(k4 * k2sum) * sc
-                if np.abs(value) < 1e-8:
-                    value = -1e-8 if value < 0.0 else 1e-8
-                out[r, y, x] = value
+                out[r, y, x] = clamp_ctf(-np.sin(gamma) * np.exp(k4 * k2sum) * sc)

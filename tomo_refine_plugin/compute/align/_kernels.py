@@ -6,6 +6,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .._ctf_kernels import clamp_ctf, relion_ctf_gamma
 from ..fourier._trilinear import sample_half_volume_trilinear
 
 
@@ -236,15 +237,11 @@ def predict_cc_kernel(volumes, half, mats, tilt, defocus_u, defocus_v, angle_rad
                 # RELION CTF (CTF::getCTF), as compute/_ctf_kernels.py
                 kx = ix * inv
                 kya = ky * inv
-                ku = ca * kx + sa * kya
-                kv = -sa * kx + ca * kya
-                k2sum = kx * kx + kya * kya
-                gamma = k1 * (-(du * ku * ku + dv * kv * kv)) + k2 * k2sum * k2sum - phase_rad[f] - k3
+                gamma = relion_ctf_gamma(kx, kya, ca, sa, du, dv, k1, k2, k3, phase_rad[f])
                 c = -math.sin(gamma) * ctf_scale[f]
                 if k4 != 0.0:
-                    c *= math.exp(k4 * k2sum)
-                if abs(c) < 1e-8:
-                    c = -1e-8 if c < 0.0 else 1e-8
+                    c *= math.exp(k4 * (kx * kx + kya * kya))
+                c = clamp_ctf(c)
                 # The float32 rounding of the shared CTF/dose arrays is kept, for bit-near parity.
                 c = np.float32(c) * dose[f, iy, ix]
                 pr = np.float32(re) * c
