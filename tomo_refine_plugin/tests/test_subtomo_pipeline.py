@@ -112,11 +112,11 @@ def test_cone_weights_by_hand():
     assert wr[0, 0, 0, 5] == 0.0 and wr[0, 5, 0, 0] > 0.9
 
 
-@pytest.mark.parametrize("mode", [2, 1])
+@pytest.mark.parametrize("mode", [2, 1, 12, 0])
 def test_streamed_windows_equal_the_in_memory_ones(tmp_path, mode):
     """Row-band streaming (what subtomo uses, to keep the tilt series out of memory) cuts the same
-    edge-clamped windows as extraction from the loaded stack, for float32 and int16 stacks, with
-    windows hanging over every edge and invisible frames."""
+    edge-clamped windows as extraction from the loaded stack, for float32, int16, float16 and int8 (read
+    whole) stacks, with windows hanging over every edge and invisible frames."""
     import mrcfile
 
     from tomo_refine_plugin.compute.fourier.extract import extract_windows
@@ -124,10 +124,12 @@ def test_streamed_windows_equal_the_in_memory_ones(tmp_path, mode):
     from tomo_refine_plugin.compute.subtomo.pipeline import stream_windows
 
     rng = np.random.default_rng(4)
-    stack = (rng.standard_normal((5, 40, 56)) * 100).astype(np.float32 if mode == 2 else np.int16)
+    dtype = {2: np.float32, 1: np.int16, 12: np.float16, 0: np.int8}[mode]
+    stack = (rng.standard_normal((5, 40, 56)) * (30 if mode == 0 else 100)).astype(dtype)
     path = tmp_path / "ts.mrcs"
     with mrcfile.new(path) as m:
         m.set_data(stack)
+        assert m.header.mode == mode
     uv = rng.uniform(-15, 70, (6, 5, 2))
     visible = rng.random((6, 5)) > 0.25
     visible[:, 3] = False  # a frame no particle sees
