@@ -7,7 +7,9 @@ Python >= 3.11 it deadlocks on sqlite locks unless the journal is in WAL mode
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +21,13 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 def _setup_scipion_env() -> None:
-    root = Path(os.environ.get("TOMO_REFINE_SCIPION_ROOT", Path(tempfile.gettempdir()) / f"tomo_refine_scipion_{os.getuid()}"))
+    # One folder per test session: two pytest runs sharing projects (same names, same sqlite files)
+    # break each other with "readonly database" errors. Set TOMO_REFINE_SCIPION_ROOT to keep one.
+    if "TOMO_REFINE_SCIPION_ROOT" in os.environ:
+        root = Path(os.environ["TOMO_REFINE_SCIPION_ROOT"])
+    else:
+        root = Path(tempfile.mkdtemp(prefix="tomo_refine_scipion_"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
     (root / "config").mkdir(parents=True, exist_ok=True)
     hosts = root / "config" / "hosts.conf"
     if not hosts.exists():
