@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .._ctf_kernels import clamp_ctf, relion_ctf_gamma
+
 
 @njit(cache=True, parallel=True)
 def separable_phase_kernel(spectra, row_factor, col_factor):
@@ -110,17 +112,10 @@ def ctf_dose_weight_kernel(spectra, defocus_u_angst, defocus_v_angst, defocus_an
                 for x in range(half):
                     spectra[i, f, y, x] *= ry * col_factor[i, f, x]
             for x in range(half):
-                kx = x * inv
-                ku = ca * kx + sa * ky
-                kv = -sa * kx + ca * ky
-                k2sum = kx * kx + ky * ky
-                gamma = k1 * (-(du * ku * ku + dv * kv * kv)) + k2 * k2sum * k2sum - k5 - k3
+                gamma = relion_ctf_gamma(x * inv, ky, ca, sa, du, dv, k1, k2, k3, k5)
                 if use_gamma_offset:
                     gamma += gamma_offset[y, x]
-                value = -np.sin(gamma) * envelope[f, y, x] * sc
-                if np.abs(value) < 1e-8:
-                    value = -1e-8 if value < 0.0 else 1e-8
-                c = np.float32(value) * dose[f, y, x]
+                c = np.float32(clamp_ctf(-np.sin(gamma) * envelope[f, y, x] * sc)) * dose[f, y, x]
                 spectra[i, f, y, x] *= pixel_sign[y, x] * c
                 if write_weights:
                     weights[i, f, y, x] = c * c
