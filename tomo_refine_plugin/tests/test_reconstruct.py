@@ -118,9 +118,7 @@ def test_reconstruct_recovers_simulated_map(tmp_path, monkeypatch):
 def test_engine_insertion_reconstructs_the_default_simulation(tmp_path, monkeypatch):
     """The simulator's images, made into pseudo-subtomograms by the engine's own Fourier insertion
     (subtomo, particle frame), averaged and CTF-divided, give back truth/map.mrc: masked FSC ≥ 0.9 to
-    half Nyquist. Default simulator settings except the noise: at the default SNR of 1, 20 particles × 21
-    tilts carry too little signal for that at half Nyquist for any reconstruction (measured at shell 8:
-    0.13 with this average, 0.12 with ``reconstruct``); the noisy default is checked to where it can be."""
+    half Nyquist at the DEFAULT simulator settings (issue 2), and further still without noise."""
     from tomo_refine_plugin.compute.fourier.insert import half_grid_to_real_centred, real_centred_to_half_grid
     from tomo_refine_plugin.compute.simulate.options import SimulationOptions
     from tomo_refine_plugin.compute.simulate.program import simulate_dataset
@@ -143,9 +141,9 @@ def test_engine_insertion_reconstructs_the_default_simulation(tmp_path, monkeypa
         truth, _ = _read(sim / "truth" / "map.mrc")
         mask, _ = _read(sim / "mask.mrc")
         fscs[name] = fourier_shell_correlation(average * mask, truth * mask)
-    # measured: noiseless ≥ 0.93 to shell 10 of 16; default SNR ≥ 0.98 to shell 5, 0.86 at 6
-    assert (fscs["noiseless"][1:9] >= 0.9).all(), fscs["noiseless"]
-    assert (fscs["default"][1:6] >= 0.9).all(), fscs["default"]
+    # measured (default: 60 fine blobs, SNR 3): default 0.954 at shell 8 of 16 (half Nyquist), 0.941 at 9
+    assert (fscs["default"][1:9] >= 0.9).all(), fscs["default"]
+    assert (fscs["noiseless"][1:10] >= 0.9).all(), fscs["noiseless"]
 
 
 def test_motion_trajectories_sharpen_the_reconstruction(tmp_path, monkeypatch):
@@ -167,6 +165,6 @@ def test_motion_trajectories_sharpen_the_reconstruction(tmp_path, monkeypatch):
                                                  t="truth/tomograms.star", mot=mot, j=2), log=lambda *_: None)
         merged, _ = _read(res.merged)
         fsc[name] = fourier_shell_correlation(merged * mask, truth * mask)
-    # measured: shells 3–10 mean 0.89 with motion vs 0.72 without
-    assert fsc["moving"][3:11].mean() > fsc["static"][3:11].mean() + 0.1, fsc
+    # measured (default phantom): shells 3–10 lose 1 − FSC = 0.017 on average with motion, 0.114 without
+    assert (1 - fsc["moving"][3:11]).mean() < 0.5 * (1 - fsc["static"][3:11]).mean(), fsc
     assert (fsc["moving"][1:8] > 0.95).all(), fsc["moving"]
