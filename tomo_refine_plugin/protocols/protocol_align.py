@@ -54,9 +54,10 @@ class ProtTomoRefineAlign(ProtTomoRefineBase):
                       validators=[params.GE(16)], help="--b")
         form.addParam("maxPosErr", params.IntParam, default=5, label="Max position error (px)",
                       validators=[params.GE(0), params.LE(64)], help="--r: largest shift searched.")
-        # --shift_only is refused by the engine for now ("not yet available"): hidden, still passed on.
+        # The engine's --shift_only writes no refined particles, which this protocol's outputs need: the
+        # parameter stays hidden and a workflow that sets it is refused (_specificErrors); use the CLI.
         form.addParam("alignByShift", params.BooleanParam, default=False, condition="False",
-                      label="Align by shift only? (not yet available)", help="--shift_only")
+                      label="Align by shift only? (CLI only)", help="--shift_only")
         form.addParam("alignmentModel", params.EnumParam, choices=["tiltImages", "onlyParticles"], default=0,
                       condition="False", display=params.EnumParam.DISPLAY_HLIST, label="Alignment model",
                       help="onlyParticles: --shift_only_by_particles.")
@@ -110,6 +111,9 @@ class ProtTomoRefineAlign(ProtTomoRefineBase):
             if second is not None and abs(float(second.getSamplingRate()) - ts_pix) > PIXEL_SIZE_RTOL * ts_pix:
                 errors.append(f"the second half map has {float(second.getSamplingRate()):g} Å/px, "
                               f"not the tilt series' {ts_pix:g} Å/px")
+        if self.alignByShift.get():
+            errors.append("shift-only alignment is not offered by this protocol (it refines no particles); "
+                          "run `tomo-refine align --shift_only` on the exported STAR files instead")
         box = self.boxSize.get()
         if ref is not None and box is not None:
             dims = ref.getDim()

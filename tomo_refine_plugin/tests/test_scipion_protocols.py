@@ -362,6 +362,9 @@ class TestTomoRefineProtocols(BaseTest):
         errors = " ".join(prot.validate())
         assert "Å/px" in errors and "resample" in errors, errors
         assert not self._subtomo("good").validate()
+        # Shift-only is hidden in the form; a workflow that sets it anyway is refused, never half-run.
+        errors = " ".join(self._align("shift only", alignByShift=True).validate())
+        assert "--shift_only" in errors, errors
         # The first step checks again (pipelines may launch without validating).
         from tomo_refine_plugin.compute.errors import InputError
 
