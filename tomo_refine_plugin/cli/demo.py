@@ -116,4 +116,7 @@ def run(args) -> int:
     print(f"demo: done in {time.perf_counter() - t0:.0f} s ({sim.n_particles} particles, truth in {data / 'truth'})")
     for line in rows:
         print(line)
+    if run_align is not None and aligned.report_dir is not None:
+        for png in sorted(Path(aligned.report_dir).glob("*.png")):
+            print(f"per-tilt report (which tilts moved, by how much): {png}")
     return 0
