@@ -34,10 +34,13 @@ def add_arguments(parser) -> None:
     g.add_argument("--cutoff_fract", type=float, default=0.01, help="skip frequencies with dose weight <= this")
     g.add_argument("--no_circle_crop", action="store_true", help="do not circle-mask the 2D images")
     g.add_argument("--circle_precrop", action="store_true", help="circle-mask the raw windows before the FFT")
-    g.add_argument("--grid_precorr", action="store_true", help="not supported by tomo-refine (error)")
+    g.add_argument("--grid_precorr", action="store_true",
+                   help="divide the 2D images by the trilinear-insertion envelope 1/sinc^2(r/crop) (3D only; "
+                   "RELION's version is broken, see DEVIATIONS)")
     g.add_argument("--taper", type=float, default=5.0, help="taper width (px) for --div")
     g.add_argument("--env", type=float, default=-1.0, help="accepted and ignored (it does nothing in RELION either)")
-    g.add_argument("--whiten", action="store_true", help="not supported by tomo-refine (error)")
+    g.add_argument("--whiten", action="store_true",
+                   help="whiten by each tilt image's radial power spectrum: data x w, weights x w^2 (RELION: x w)")
     g.add_argument("--no_center", action="store_true", help="no mean subtraction in the --div taper")
     g.add_argument("--no_ic", action="store_true", help="do not invert the contrast")
     g.add_argument("--no_ctf", action="store_true", help="no CTF and no dose weighting")

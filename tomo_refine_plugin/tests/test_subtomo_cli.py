@@ -23,7 +23,8 @@ def test_every_relion_flag_is_accepted():
 
 def test_cli_refuses_unsupported_flag_with_exit_2(golden_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(golden_dir / "subtomo")
-    rc = main(["subtomo", "--i", "optimisation_set.star", "--b", "32", "--o", str(tmp_path / "x"), "--whiten"])
+    rc = main(["subtomo", "--i", "optimisation_set.star", "--b", "32", "--o", str(tmp_path / "x"),
+                "--real_subtomo"])
     assert rc == 2
     assert "not supported by tomo-refine" in capsys.readouterr().err
 

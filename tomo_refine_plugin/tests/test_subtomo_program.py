@@ -196,8 +196,7 @@ def test_extra_outputs_have_relion_layout(subset):
 @pytest.mark.parametrize(
     "kw, match",
     [
-        (dict(whiten=True), "--whiten .* not supported by tomo-refine"),
-        (dict(grid_precorr=True), "not supported by tomo-refine"),
+        (dict(grid_precorr=True, stack2d=True), "2D stacks are not inserted"),
         (dict(real_subtomo=True), "not supported by tomo-refine"),
         (dict(crop=40), "larger than --b"),
         (dict(b=31, crop=-1), "even"),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
+from ..align.weights import noise_power_spectra
 from ..ctf import _constants as ctf_constants
 from ..dose import dose_weights_rfft_2d
 from ..fourier.extract import (
@@ -60,6 +61,8 @@ __all__ = [
     "stack_2d",
     "TomogramTables",
     "tomogram_tables",
+    "noise_weights_rfft_2d",
+    "grid_precorrection_2d",
 ]
 
 
@@ -87,6 +90,9 @@ class ExtractionSpec:
         ``--circle_precrop``.
     cutoff_fract
         ``--cutoff_fract``.
+    grid_precorr
+        ``--grid_precorr``: divide the real-space 2D images by the trilinear-splat envelope
+        (:func:`grid_precorrection_2d`) before insertion.
     """
 
     box_2d: int
@@ -98,6 +104,7 @@ class ExtractionSpec:
     circle_crop: bool = True
     circle_precrop: bool = False
     cutoff_fract: float = 0.01
+    grid_precorr: bool = False
 
     @property
     def window_px(self) -> int:
@@ -245,8 +252,9 @@ def weight_spectra(
     workers: int = 1,
     stack2d: bool = False,
     phase=None,
+    noise_weights=None,
 ):
-    """CTF/dose weighting, odd-aberration correction and circle crop (RELION ``processTomograms``).
+    """CTF/dose weighting, odd-aberration correction, whitening and circle crop (RELION ``processTomograms``).
 
     Parameters
     ----------
@@ -262,6 +270,9 @@ def weight_spectra(
         If True, also divide by ``bin`` (RELION's 2D path) and skip the return to Fourier space.
     phase
         The deferred sub-pixel phase of ``tilt_spectra(..., defer_phase=True)``, or None.
+    noise_weights
+        float32 ``(F, s2, sh2)`` from :func:`noise_weights_rfft_2d` (``--whiten``), or None. The data are
+        multiplied by ``w`` and the weights by ``w²`` (RELION: by ``w``, see below).
 
     Returns
     -------
@@ -275,7 +286,7 @@ def weight_spectra(
     x = spectra
     # the checkerboard of the centred inverse FFT below folds into the per-pixel sign (it is ±1, so the
     # product is exact in any order)
-    centre = spec.circle_crop or stack2d
+    centre = spec.circle_crop or stack2d or spec.grid_precorr
     if phase is not None and not spec.do_ctf:
         separable_phase_kernel(x, *phase)
         phase = None
@@ -295,6 +306,13 @@ def weight_spectra(
     if optics.odd_zernike.size and np.any(optics.odd_zernike != 0):
         phi = zernike_odd_phase_rfft_2d(s2, spec.binned_pixel_size_angst, optics.odd_zernike)
         x *= np.exp(-1j * phi).astype(np.complex64)
+    if noise_weights is not None:
+        # Deliberate fix (docs/DEVIATIONS.md): RELION multiplies the CTF² weights by w, not w². The data
+        # become w·c·X, so the weight that relion_refine divides by must be (w·c)² for the whitened
+        # data and their weights to describe the same thing.
+        x *= noise_weights[None]
+        if weights is not None:
+            weights *= np.square(noise_weights)[None]
     if stack2d and spec.binning != 1.0:
         x /= np.float32(spec.binning)
     if not centre:
@@ -306,6 +324,8 @@ def weight_spectra(
     del x
     if spec.circle_crop:
         img = crop_circle(img, circle_crop_radius_px(s2, spec.box_3d))
+    if spec.grid_precorr and not stack2d:
+        img *= grid_precorrection_2d(s2, spec.box_3d)
     if stack2d:
         return img, None
     out = scipy.fft.rfft2(img, norm="ortho", workers=workers, overwrite_x=True)
@@ -461,3 +481,75 @@ def tomogram_tables(projections, optics: TiltSeriesOptics, spec: ExtractionSpec)
         spec.box_2d, spec.binned_pixel_size_angst, optics.pre_exposure_e_per_angst2, optics.bfactor_per_dose_angst2
     )
     return TomogramTables(dose=dose, frame_rotations=np.asarray(projections, float)[:, :3, :3].copy())
+
+
+def noise_weights_rfft_2d(rows_source, spec: ExtractionSpec, workers: int = 1) -> np.ndarray:
+    """``--whiten`` noise weights ``w = 1/sqrt(PS)`` of every tilt image on the binned 2D half grid.
+
+    The power spectrum is RELION's (``Tomogram::computeNoiseWeight``): the periodogram averaged over
+    ``bin·b``-px tiles of the whole tilt image (step half a tile, unitary FFT, no window), radially
+    averaged with linear-interpolation binning (align's
+    :func:`~..align.weights.noise_power_spectra`), then interpolated linearly to the radius of each
+    half-grid pixel (clamped to the last shell). ``w = 0`` where the power is 0.
+
+    Deliberate fix (docs/DEVIATIONS.md): RELION looks the binned grid's radius ``r`` up at unbinned
+    tile radius ``bin·r``, i.e. at ``bin`` times the frequency. Pixel ``r`` of the binned box
+    (``r/(b·pix·bin)`` Å⁻¹) is the same frequency as radius ``r`` of the ``bin·b`` unbinned tile
+    (``r/(bin·b·pix)``), so we look it up at ``r``. Identical for ``--bin 1``.
+
+    Parameters
+    ----------
+    rows_source
+        float32 ``(F, H, W)`` tilt images, or a streamed tilt series with ``read_rows`` (one frame is
+        read at a time).
+    spec
+        Box sizes and binning.
+
+    Returns
+    -------
+    weights
+        float32 ``(F, s2, s2//2+1)``; ky in FFT order.
+    """
+    n_frames, h, _ = rows_source.shape
+    s0 = spec.window_px
+    s2 = spec.box_2d
+    power = np.empty((n_frames, s0 // 2 + 1))
+    for f in range(n_frames):
+        frame = rows_source.read_rows(f, 0, h) if hasattr(rows_source, "read_rows") else rows_source[f]
+        power[f] = noise_power_spectra(np.asarray(frame, np.float32)[None], s0, workers=workers)[0]
+    with np.errstate(divide="ignore"):
+        radial = np.where(power > 0, 1.0 / np.sqrt(np.where(power > 0, power, 1.0)), 0.0)
+    k = np.arange(s2)
+    ky = np.where(k < s2 / 2, k, k - s2).astype(np.float64)
+    kx = np.arange(s2 // 2 + 1, dtype=np.float64)
+    r = np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
+    grid = np.arange(power.shape[1], dtype=np.float64)
+    return np.stack([np.interp(r, grid, radial[f]) for f in range(n_frames)]).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def grid_precorrection_2d(box_2d: int, box_3d: int) -> np.ndarray:
+    """``--grid_precorr`` factor on the centred real-space 2D image: ``1/sinc²(r/s3)`` for ``r < s3/2``, else 0.
+
+    ``r`` is the distance in px from pixel ``(s2//2, s2//2)`` and ``sinc(u) = sin(πu)/(πu)``. Trilinear
+    splatting into the ``s3`` grid multiplies the reconstruction by the transform of the 1-voxel tent,
+    ``sinc²(x/s3)`` per axis, so dividing the in-plane image by it pre-compensates the in-plane part
+    (the same correction RELION's own reconstructions apply for trilinear interpolation). At
+    ``r = s3/4`` the factor is ``π²/8``; it is 1 at the centre and ``π²/4`` at ``r → s3/2``.
+
+    Deliberate fix (docs/DEVIATIONS.md): RELION multiplies by ``r/sin(πr/R)`` (``R = s3/2``; 1 for
+    ``r < 1``, 0 from ``R − 1``), which lacks the ``π/R`` factor and jumps at ``r = 1``; even with it,
+    ``(πr/R)/sin(πr/R)`` would undo a 2-voxel box kernel, not the trilinear tent.
+
+    Returns
+    -------
+    factor
+        float32 ``(s2, s2)``, read-only (cached).
+    """
+    c = box_2d // 2
+    y, x = np.mgrid[0:box_2d, 0:box_2d]
+    r = np.hypot(x - c, y - c)
+    u = r / float(box_3d)
+    out = np.where(r < box_3d / 2.0, 1.0 / np.square(np.sinc(u)), 0.0).astype(np.float32)
+    out.setflags(write=False)
+    return out

@@ -55,6 +55,7 @@ from .pipeline import (
     cone_weights,
     insert_3d,
     insert_assemble_3d,
+    noise_weights_rfft_2d,
     stack_2d,
     tilt_spectra,
     tomogram_tables,
@@ -65,8 +66,6 @@ __all__ = ["SubtomoOptions", "SubtomoResult", "run_subtomo", "plan_particles", "
 
 # Options RELION has that tomo-refine refuses loudly rather than ignoring.
 UNSUPPORTED_OPTIONS = {
-    "whiten": "--whiten (noise whitening from the tilt images)",
-    "grid_precorr": "--grid_precorr (RELION's 2D gridding pre-correction)",
     "real_subtomo": "--real_subtomo (re-projection of real subtomograms from the tomogram)",
 }
 # Options that do nothing in RELION either.
@@ -83,7 +82,8 @@ class SubtomoOptions:
     """Options of ``tomo-refine subtomo``; field names are RELION's flag names (without ``--``).
 
     See ``relion_tomo_subtomo --help`` and ``docs/DESIGN.md``. ``env`` and ``diag`` are accepted and do
-    nothing (as in RELION); ``whiten``, ``grid_precorr`` and ``real_subtomo`` raise an InputError.
+    nothing (as in RELION); ``real_subtomo`` raises an InputError. ``whiten`` and ``grid_precorr`` differ
+    from RELION on purpose (docs/DEVIATIONS.md).
     ``only_tomos`` restricts the run to these tomograms; ``merge_only`` writes the STAR files from
     finished per-tomogram parts.
     """
@@ -190,6 +190,9 @@ def _check_options(opts: SubtomoOptions) -> None:
     if opts.stack2d and (opts.div or opts.nrm or opts.ctf or opts.multi or opts.cone_weight):
         raise InputError("--div/--nrm/--ctf/--multi/--cone_weight need 3D output; they do not apply to --stack2d",
                          field="--stack2d", fix="drop --stack2d or the 3D-only options")
+    if opts.stack2d and opts.grid_precorr:
+        raise InputError("--grid_precorr compensates the trilinear 3D insertion; 2D stacks are not inserted",
+                         field="--grid_precorr", fix="drop --grid_precorr or --stack2d")
 
 
 def _read_inputs(opts: SubtomoOptions):
@@ -395,7 +398,7 @@ def _process_tomogram(opts, tset, pset, plan: _TomoPlan, log) -> tuple[int, int]
     spec = ExtractionSpec(
         box_2d=opts.b, box_3d=opts.box_3d, binning=float(opts.bin), pixel_size_angst=pix,
         flip_sign=1.0 if opts.no_ic else -1.0, do_ctf=not opts.no_ctf, circle_crop=not opts.no_circle_crop,
-        circle_precrop=opts.circle_precrop, cutoff_fract=opts.cutoff_fract,
+        circle_precrop=opts.circle_precrop, cutoff_fract=opts.cutoff_fract, grid_precorr=opts.grid_precorr,
     )
     w_img, h_img = geo.image_size_px
     if spec.window_px > min(w_img, h_img):
@@ -416,10 +419,11 @@ def _process_tomogram(opts, tset, pset, plan: _TomoPlan, log) -> tuple[int, int]
         if stack.shape[1:] != (h_img, w_img):
             raise InputError(f"tilt images of {name} are {stack.shape[2]}x{stack.shape[1]}, header said "
                              f"{w_img}x{h_img}", path=tset.path, field="rlnMicrographName")
-        return _process_particles(opts, tset, pset, plan, spec, stack, todo), n_skipped
+        noise = noise_weights_rfft_2d(stack, spec, workers=opts.j) if opts.whiten else None
+        return _process_particles(opts, tset, pset, plan, spec, stack, todo, noise), n_skipped
 
 
-def _process_particles(opts, tset, pset, plan: _TomoPlan, spec: ExtractionSpec, stack, todo) -> int:
+def _process_particles(opts, tset, pset, plan: _TomoPlan, spec: ExtractionSpec, stack, todo, noise=None) -> int:
     name = plan.name
     geo = tset.geometry(name)
     projections = geo.projection_matrices()
@@ -458,7 +462,7 @@ def _process_particles(opts, tset, pset, plan: _TomoPlan, spec: ExtractionSpec, 
                 vis = plan.visible[ids]
                 spectra, phase = tilt_spectra(stack, plan.uv[ids], vis, spec, workers=opts.j, defer_phase=True)
                 data2d, w2d = weight_spectra(spectra, spec, optics, dz_all[ids], tables.dose, workers=opts.j,
-                                             stack2d=opts.stack2d, phase=phase)
+                                             stack2d=opts.stack2d, phase=phase, noise_weights=noise)
                 del spectra
                 if opts.stack2d:
                     writer.submit([(_write_stack, (plan.roots[k] + "_stack2d.mrcs", stk, pixb, opts.float16))
