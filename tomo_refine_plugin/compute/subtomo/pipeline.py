@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 
-from ..align.weights import noise_power_spectra
+from ..power_spectrum import noise_power_spectra
 from ..ctf import _constants as ctf_constants
 from ..dose import dose_weights_rfft_2d
 from ..fourier.extract import (
@@ -489,7 +489,7 @@ def noise_weights_rfft_2d(rows_source, spec: ExtractionSpec, workers: int = 1) -
     The power spectrum is RELION's (``Tomogram::computeNoiseWeight``): the periodogram averaged over
     ``bin·b``-px tiles of the whole tilt image (step half a tile, unitary FFT, no window), radially
     averaged with linear-interpolation binning (align's
-    :func:`~..align.weights.noise_power_spectra`), then interpolated linearly to the radius of each
+    :func:`~..power_spectrum.noise_power_spectra`), then interpolated linearly to the radius of each
     half-grid pixel (clamped to the last shell). ``w = 0`` where the power is 0.
 
     Deliberate fix (docs/DEVIATIONS.md): RELION looks the binned grid's radius ``r`` up at unbinned
