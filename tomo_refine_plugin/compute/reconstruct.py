@@ -30,7 +30,7 @@ from .fourier.insert import (
     half_grid_to_real_centred,
     slice_rows,
 )
-from .io.atomic import atomic_write_text
+from .io.note import write_note
 from .io.fsc import write_fsc
 from .io.mrc import write_mrc
 from .io.tomograms import TiltSeriesRows
@@ -278,14 +278,7 @@ def _run_reconstruct(opts: ReconstructOptions, log, command: str | None) -> Reco
     below = np.flatnonzero((fsc < 0.143) & (shells > 0))
     res_143 = float(1.0 / res[below[0] - 1]) if len(below) and below[0] > 1 else (
         float(2 * pixb) if not len(below) else float("inf"))
-    if command is None:
-        defaults = ReconstructOptions(o=opts.o, b=opts.b)
-        parts = ["tomo-refine reconstruct"]
-        for key, value in vars(opts).items():
-            if key in ("o", "b") or value != getattr(defaults, key):
-                parts.append(f"--{key}" if value is True else f"--{key} {value}")
-        command = " ".join(parts)
-    atomic_write_text(out / "note.txt", f"Command:\n\n{command}\n")
+    write_note(out, "reconstruct", opts, command)
     log("shell  resolution(A)  FSC(half1, half2)")
     for k in range(1, len(fsc)):
         log(f"{k:5d}  {1.0 / res[k]:13.2f}  {fsc[k]:8.4f}")

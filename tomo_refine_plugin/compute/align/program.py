@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import gc
 import json
-import shlex
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +25,7 @@ from ..geometry import TiltSeriesGeometry, centred_angst_from_positions_px, part
 from ..io.atomic import atomic_write_text
 from ..io.fsc import read_fsc
 from ..io.mrc import read_mrc, write_mrc
+from ..io.note import write_note
 from ..io.optimisation_set import OptimisationSet, resolve_inputs, write_optimisation_set
 from ..io.particles import check_optics_match, read_particle_set, write_particle_set
 from ..io.star import read_star, require_columns, require_table, write_star
@@ -417,7 +416,7 @@ def _read_temp(out: Path, name):
 def run_align(opts: AlignOptions, log=print, command: str | None = None) -> AlignResult:
     """Run the whole program (see module docstring). Bad input raises :class:`InputError` before any output.
 
-    ``command`` is written to ``note.txt`` (default: this process's command line).
+    ``command`` is written to ``note.txt`` (default: rebuilt from ``opts``).
     """
     _check_options(opts)
     import numba
@@ -518,8 +517,7 @@ def _merge(opts, inputs: _Inputs, out: Path, summaries, log, command=None) -> Al
     oset = replace(inputs.oset, particles=str(part_star) if part_star else inputs.oset.particles,
                    tomograms=str(tomo_star), path=None)
     write_optimisation_set(oset, oset_star)
-    command = command or " ".join(shlex.quote(a) for a in sys.argv)
-    atomic_write_text(out / "note.txt", "Command:\n\n" + command + "\n")
+    write_note(out, "align", opts, command)
     report_dir = write_report(reports, out / "report")
     log(f"wrote {tomo_star}, {part_star or '(no particles.star: --shift_only)'}, {oset_star} and {report_dir}")
     return AlignResult(tomo_star, part_star, oset_star, report_dir, tuple(inputs.tomos), summaries)

@@ -4,6 +4,7 @@ Every reader keeps unknown columns, row order and exact values, so a read follow
 back the same tables; every writer is atomic.
 """
 from .atomic import atomic_path, atomic_write_text
+from .note import command_line, write_note
 from .fsc import read_fsc, write_fsc
 from .mrc import read_mrc, read_mrc_header_shape, read_mrc_slices, read_mrc_voxel_size, write_mrc
 from .optimisation_set import OptimisationSet, read_optimisation_set, resolve_inputs, write_optimisation_set
@@ -30,6 +31,8 @@ from .trajectories import TrajectorySet, read_trajectories, write_trajectories
 __all__ = [
     "atomic_path",
     "atomic_write_text",
+    "command_line",
+    "write_note",
     "read_star",
     "write_star",
     "star_to_text",

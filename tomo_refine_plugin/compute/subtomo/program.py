@@ -17,7 +17,7 @@ import contextlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mrcfile
@@ -32,6 +32,7 @@ from ..fourier.insert import half_grid_to_full_centred, half_grid_to_real_centre
 from ..geometry import particle_positions_px, project_points, visible_in_frames
 from ..io.atomic import atomic_path, atomic_write_text
 from ..io.mrc import write_mrc
+from ..io.note import write_note
 from ..io.optimisation_set import OptimisationSet, resolve_inputs, write_optimisation_set
 from ..io.particles import (
     ANGLE_COLUMNS,
@@ -542,22 +543,6 @@ def _output_particle_set(opts: SubtomoOptions, tset, pset: ParticleSet, plans) -
     return ParticleSet(general=general, optics=optics, particles=particles, path=None)
 
 
-def _command_line(opts: SubtomoOptions) -> str:
-    parts = ["tomo-refine subtomo"]
-    defaults = SubtomoOptions(o=opts.o, b=opts.b)
-    for f in fields(SubtomoOptions):
-        v = getattr(opts, f.name)
-        if f.name in ("o", "b") or v != getattr(defaults, f.name):
-            if isinstance(v, bool):
-                if v:
-                    parts.append(f"--{f.name}")
-            elif isinstance(v, tuple):
-                parts.append(f"--{f.name} {','.join(v)}")
-            elif v is not None:
-                parts.append(f"--{f.name} {v}")
-    return " ".join(parts)
-
-
 def _marker(opts: SubtomoOptions, tomo: str) -> Path:
     return Path(opts.out_prefix) / "temp" / f"{tomo.replace('/', '_')}.subtomo_done"
 
@@ -577,7 +562,7 @@ def _write_star_outputs(opts, oset: OptimisationSet, tset, pset, traj, plans, co
                                trajectories=trajectories, manifolds=oset.manifolds)
     oset_star = out / "optimisation_set.star"
     write_optimisation_set(out_oset, oset_star)
-    atomic_write_text(out / "note.txt", f"Command:\n\n{command}\n")
+    write_note(out, "subtomo", opts, command)
     return particles_star, oset_star
 
 
@@ -616,7 +601,6 @@ def run_subtomo(opts: SubtomoOptions, log=print, command: str | None = None) -> 
         Unsupported options, bad or inconsistent inputs (see the messages).
     """
     _check_options(opts)
-    command = command or _command_line(opts)
     with numba_threads(opts.j):
         return _run_subtomo(opts, log, command)
 
