@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
-from ..compute.align.program import AlignOptions, run_align
+from ._common import add_input_arguments, invoked_command
+from ._common import options_from_args as _options_from_args
+
+# The engine is imported in the functions that use it: registering the flags must stay cheap.
 
 
 def add_arguments(parser) -> None:
-    g = parser.add_argument_group("Input (an explicit flag overrides the entry of --i)")
-    g.add_argument("--i", help="optimisation set STAR")
-    g.add_argument("--p", help="particle set STAR")
-    g.add_argument("--t", help="tomogram set STAR")
-    g.add_argument("--mot", help="particle trajectories (motion.star); the CC maps are centred on them")
+    g = add_input_arguments(parser, title="Input (an explicit flag overrides the entry of --i)",
+                            mot_help="particle trajectories (motion.star); the CC maps are centred on them")
     g.add_argument("--ref1", help="reference map, half 1")
     g.add_argument("--ref2", help="reference map, half 2")
     g.add_argument("--mask", help="reference mask")
@@ -73,18 +71,18 @@ def add_arguments(parser) -> None:
     g.add_argument("--pipeline_control", help=argparse.SUPPRESS)
 
 
-def options_from_args(args) -> AlignOptions:
-    names = set(AlignOptions.__dataclass_fields__)
-    values = {k: v for k, v in vars(args).items() if k in names}
-    if values.get("only_tomos"):
-        values["only_tomos"] = tuple(t for t in values["only_tomos"].split(",") if t)
-    return AlignOptions(**values)
+def options_from_args(args):
+    """The :class:`~..compute.align.program.AlignOptions` of parsed arguments."""
+    from ..compute.align.program import AlignOptions
+
+    return _options_from_args(AlignOptions, args)
 
 
 def run(args) -> int:
+    from ..compute.align.program import run_align
+
     opts = options_from_args(args)
-    command = "tomo-refine " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-    result = run_align(opts, command=command)
+    result = run_align(opts, command=invoked_command())
     if result.tomograms_star is not None:
         print(f"aligned {len(result.tomograms)} tomogram(s); outputs in {opts.o}, per-tilt report in {result.report_dir}")
     else:

@@ -1,19 +1,13 @@
 """``tomo-refine reconstruct``: half maps and FSC from particles (``relion_tomo_reconstruct_particle`` flags)."""
 from __future__ import annotations
 
-import os
-import shlex
-import sys
+from ._common import add_input_arguments, invoked_command, options_from_args
 
 # The engine is imported in run(): registering the flags must stay cheap.
 
 
 def add_arguments(parser) -> None:
-    g = parser.add_argument_group("Input (an explicit --p/--t/--mot overrides the entry of --i)")
-    g.add_argument("--i", help="optimisation set STAR")
-    g.add_argument("--p", help="particle set STAR")
-    g.add_argument("--t", help="tomogram set STAR")
-    g.add_argument("--mot", help="particle trajectories (motion.star)")
+    add_input_arguments(parser)
     g = parser.add_argument_group("Reconstruction")
     g.add_argument("--b", type=int, required=True, help="box size (binned px, even)")
     g.add_argument("--crop", type=int, default=-1, help="centre-crop the output maps to this size (tapered)")
@@ -30,11 +24,6 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..compute.reconstruct import ReconstructOptions, run_reconstruct
 
-    names = set(ReconstructOptions.__dataclass_fields__)
-    opts = ReconstructOptions(**{k: v for k, v in vars(args).items() if k in names})
-    # the real command line when run as the tomo-refine script; otherwise (called in-process) rebuilt
-    invoked = os.path.basename(sys.argv[0]) == "tomo-refine"
-    command = "tomo-refine " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if invoked else None
-    result = run_reconstruct(opts, command=command)
+    result = run_reconstruct(options_from_args(ReconstructOptions, args), command=invoked_command())
     print(f"wrote {result.half1}, {result.half2}, {result.merged} and {result.fsc_star}")
     return 0

@@ -1,19 +1,14 @@
 """``tomo-refine subtomo``: RELION's ``relion_tomo_subtomo`` flags, same meaning and defaults."""
 from __future__ import annotations
 
-import os
-import shlex
-import sys
+from ._common import add_input_arguments, invoked_command
+from ._common import options_from_args as _options_from_args
 
 # The engine is imported in the functions that use it: registering the flags must stay cheap.
 
 
 def add_arguments(parser) -> None:
-    g = parser.add_argument_group("Input (an explicit --p/--t/--mot overrides the entry of --i)")
-    g.add_argument("--i", help="optimisation set STAR")
-    g.add_argument("--p", help="particle set STAR")
-    g.add_argument("--t", help="tomogram set STAR")
-    g.add_argument("--mot", help="particle trajectories (motion.star)")
+    add_input_arguments(parser)
     g = parser.add_argument_group("Reconstruction")
     g.add_argument("--b", type=int, required=True, help="2D box size in binned pixels (even)")
     g.add_argument("--crop", type=int, default=-1, help="output box size (default: --b)")
@@ -68,21 +63,14 @@ def options_from_args(args):
     """The :class:`~..compute.subtomo.SubtomoOptions` of parsed arguments."""
     from ..compute.subtomo import SubtomoOptions
 
-    names = {f for f in SubtomoOptions.__dataclass_fields__}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    if values.get("only_tomos"):
-        values["only_tomos"] = tuple(t for t in values["only_tomos"].split(",") if t)
-    return SubtomoOptions(**values)
+    return _options_from_args(SubtomoOptions, args)
 
 
 def run(args) -> int:
     from ..compute.subtomo import run_subtomo
 
     opts = options_from_args(args)
-    # the real command line when run as the tomo-refine script; otherwise (called in-process) rebuilt
-    invoked = os.path.basename(sys.argv[0]) == "tomo-refine"
-    command = "tomo-refine " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if invoked else None
-    result = run_subtomo(opts, command=command)
+    result = run_subtomo(opts, command=invoked_command())
     print(f"{result.n_written} particles written, {result.n_skipped} skipped (finished), "
           f"{result.n_dropped} dropped; outputs in {opts.out_prefix}")
     return 0
