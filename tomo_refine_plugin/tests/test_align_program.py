@@ -142,6 +142,11 @@ def test_bad_input_is_refused_without_output(golden_dir, tmp_path):
     blocks["particles"] = blocks["particles"].drop(columns=["rlnRandomSubset"])
     write_star(blocks, d / "no_subset.star")
     _expect_error(d, "rlnRandomSubset", p=str(d / "no_subset.star"))
+    # A particle of a tomogram the tomogram set does not have: named, not silently left out.
+    blocks = read_star(d / "particles.star")
+    blocks["particles"].loc[blocks["particles"].index[0], "rlnTomoName"] = "TS_99"
+    write_star(blocks, d / "foreign.star")
+    _expect_error(d, "TS_99", p=str(d / "foreign.star"))
     # A requested tomogram without particles.
     blocks = read_star(d / "tomograms.star")
     g = blocks["global"]

@@ -24,12 +24,13 @@ from ..errors import InputError
 from ..geometry import TiltSeriesGeometry, centred_angst_from_positions_px, particle_positions_px, project_points
 from ..io.atomic import atomic_write_text
 from ..io.fsc import read_fsc
+from ..io.inputs import read_particles_and_tomograms
 from ..io.mrc import read_mrc, write_mrc
 from ..io.note import write_note
 from ..io.optimisation_set import OptimisationSet, resolve_inputs, write_optimisation_set
-from ..io.particles import check_optics_match, read_particle_set, write_particle_set
+from ..io.particles import write_particle_set
 from ..io.star import read_star, require_columns, require_table, write_star
-from ..io.tomograms import load_tilt_series, read_tomogram_set, write_tomogram_set
+from ..io.tomograms import load_tilt_series, write_tomogram_set
 from ..io.trajectories import read_trajectories
 from .ccmaps import compute_cc_maps
 from .cost import AlignCost, apply_parameters
@@ -155,12 +156,9 @@ class _Inputs:
 def _load_inputs(opts: AlignOptions) -> _Inputs:
     oset = resolve_inputs(i=opts.i, p=opts.p, t=opts.t, mot=opts.mot, ref1=opts.ref1, ref2=opts.ref2, mask=opts.mask,
                           fsc=opts.fsc)
-    oset.require("tomograms", "--t")
-    oset.require("particles", "--p")
     oset.require("reference_map1", "--ref1")
     oset.require("reference_map2", "--ref2")
-    tset = read_tomogram_set(oset.resolved("tomograms"))
-    pset = read_particle_set(oset.resolved("particles"))
+    tset, pset = read_particles_and_tomograms(oset)
     if "rlnRandomSubset" not in pset.particles.columns:
         raise InputError("column rlnRandomSubset is missing: each particle must be compared with its own half map",
                          path=pset.path, field="data_particles/rlnRandomSubset",
@@ -169,7 +167,6 @@ def _load_inputs(opts: AlignOptions) -> _Inputs:
     if not np.isin(subsets, (1, 2)).all():
         raise InputError("rlnRandomSubset must be 1 or 2", path=pset.path, field="data_particles/rlnRandomSubset",
                          fix="set each particle's half set to 1 or 2")
-    check_optics_match(pset, tset)
     with_particles = set(pset.tomo_names())
     if opts.only_tomos:
         for name in opts.only_tomos:

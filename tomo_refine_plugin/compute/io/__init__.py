@@ -6,6 +6,7 @@ back the same tables; every writer is atomic.
 from .atomic import atomic_path, atomic_write_text
 from .note import command_line, write_note
 from .fsc import read_fsc, write_fsc
+from .inputs import read_particles_and_tomograms
 from .mrc import read_mrc, read_mrc_header_shape, read_mrc_slices, read_mrc_voxel_size, write_mrc
 from .optimisation_set import OptimisationSet, read_optimisation_set, resolve_inputs, write_optimisation_set
 from .particles import (
@@ -33,6 +34,7 @@ __all__ = [
     "atomic_write_text",
     "command_line",
     "write_note",
+    "read_particles_and_tomograms",
     "read_star",
     "write_star",
     "star_to_text",

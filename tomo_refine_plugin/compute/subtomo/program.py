@@ -31,6 +31,7 @@ from ..errors import InputError
 from ..fourier.insert import half_grid_to_full_centred, half_grid_to_real_centred, real_centred_to_half_grid
 from ..geometry import particle_positions_px, project_points, visible_in_frames
 from ..io.atomic import atomic_path, atomic_write_text
+from ..io.inputs import read_particles_and_tomograms
 from ..io.mrc import write_mrc
 from ..io.note import write_note
 from ..io.optimisation_set import OptimisationSet, resolve_inputs, write_optimisation_set
@@ -41,14 +42,10 @@ from ..io.particles import (
     ORIGIN_COLUMNS,
     SUBTOMO_ANGLE_COLUMNS,
     ParticleSet,
-    check_optics_match,
-    check_particles_against_tomograms,
-    fill_optics_from_tomograms,
-    read_particle_set,
     write_particle_set,
 )
 from ..io.star import format_vector, parse_vector
-from ..io.tomograms import TiltSeriesRows, TomogramSet, read_tomogram_set
+from ..io.tomograms import TiltSeriesRows, TomogramSet
 from ..io.trajectories import TrajectorySet, read_trajectories, write_trajectories
 from .pipeline import (
     ExtractionSpec,
@@ -198,18 +195,7 @@ def _check_options(opts: SubtomoOptions) -> None:
 
 def _read_inputs(opts: SubtomoOptions):
     oset = resolve_inputs(i=opts.i, p=opts.p, t=opts.t, mot=opts.mot)
-    p_path = oset.resolved("particles") if oset.particles else None
-    t_path = oset.resolved("tomograms") if oset.tomograms else None
-    if p_path is None:
-        oset.require("particles", "--p")
-    if t_path is None:
-        oset.require("tomograms", "--t")
-    tset = read_tomogram_set(t_path)
-    pset = read_particle_set(p_path)
-    if pset.optics_generated:
-        pset = fill_optics_from_tomograms(pset, tset)
-    check_particles_against_tomograms(pset, tset)
-    check_optics_match(pset, tset)
+    tset, pset = read_particles_and_tomograms(oset)
     traj = None
     if oset.trajectories:
         traj = read_trajectories(oset.resolved("trajectories"), particle_names=pset.particle_names())
