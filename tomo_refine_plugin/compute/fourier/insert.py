@@ -119,20 +119,9 @@ def insert_slices_rfft_3d(
     data, ctf, mult
         complex128, float64, float64 ``(n_acc, s3, s3, s3//2+1)``.
     """
-    slices = np.ascontiguousarray(slices, dtype=np.complex64)
-    weights = np.ascontiguousarray(weights, dtype=np.float32)
-    n, n_frames, s2, sh2 = slices.shape
-    if weights.shape != slices.shape:
-        raise ValueError(f"weights shape {weights.shape} != slices shape {slices.shape}")
-    rows = np.ascontiguousarray(rows, dtype=np.float64)
-    if rows.shape != (n, n_frames, 2, 3):
-        raise ValueError(f"rows must be {(n, n_frames, 2, 3)}, got {rows.shape}")
-    visible = np.ascontiguousarray(visible, dtype=np.uint8)
-    x_ranges = np.ascontiguousarray(x_ranges, dtype=np.int32)
-    if x_ranges.shape != (n_frames, s2):
-        raise ValueError(f"x_ranges must be {(n_frames, s2)}, got {x_ranges.shape}")
     if box_3d % 2:
         raise ValueError(f"the 3D box must be even, got {box_3d}")
+    n = np.shape(slices)[0]
     target = np.arange(n, dtype=np.int64) if target is None else np.ascontiguousarray(target, dtype=np.int64)
     if n_acc is None:
         n_acc = int(target.max()) + 1 if n else 0
@@ -141,8 +130,7 @@ def insert_slices_rfft_3d(
         for arr, dt in zip(out, (np.complex128, np.float64, np.float64)):
             if arr.shape != shape or arr.dtype != dt:
                 raise ValueError(f"accumulator must be {dt.__name__} {shape}")
-    acc = np.zeros(shape + (4,), np.float64)
-    insert_slices_kernel(slices, weights, rows, visible, x_ranges, target, float(scale), acc)
+    acc = insert_slices_interleaved(slices, weights, rows, visible, x_ranges, scale, np.zeros(shape + (4,)), target)
     if out is None:
         data = np.empty(shape, np.complex128)
         data.real = acc[..., 0]
