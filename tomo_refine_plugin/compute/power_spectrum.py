@@ -6,14 +6,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
+from .fourier.shells import radius_rfft_2d
+
 __all__ = ["noise_power_spectra", "radius_rfft_2d"]
-
-
-def radius_rfft_2d(box_px: int) -> np.ndarray:
-    """Radius in Fourier px of each rfft half-grid coefficient, float64 ``(s, s//2+1)`` (ky in FFT order)."""
-    ky = np.fft.fftfreq(box_px) * box_px
-    kx = np.arange(box_px // 2 + 1)
-    return np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
 
 
 def noise_power_spectra(stack: np.ndarray, box_px: int, workers: int = 1) -> np.ndarray:

@@ -20,19 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.fft
 
 from .ctf import defocus_offsets_angst
 from .errors import InputError
 from .fourier.insert import (
     backproject_slices_rfft_3d,
-        half_grid_to_full_centred,
+    half_grid_to_full_centred,
     half_grid_to_real_centred,
     slice_rows,
 )
-from .io.note import write_note
+from .fourier.shells import fourier_shell_correlation, radius_rfft_3d
 from .io.fsc import write_fsc
 from .io.mrc import write_mrc
+from .io.note import write_note
 from .io.tomograms import TiltSeriesRows
 from .subtomo.pipeline import ExtractionSpec, tilt_spectra, tomogram_tables, weight_spectra
 from .subtomo.program import (
@@ -79,14 +79,6 @@ class ReconstructResult:
     n_particles: tuple  # (half 1, half 2)
 
 
-def _shell_index(box: int) -> np.ndarray:
-    k = np.arange(box)
-    ks = np.where(k < box // 2, k, k - box).astype(float)
-    kx = np.arange(box // 2 + 1, dtype=float)
-    r = np.sqrt(kx[None, None, :] ** 2 + ks[None, :, None] ** 2 + ks[:, None, None] ** 2)
-    return np.round(r).astype(np.int64)
-
-
 def wiener_divide(data, ctf, snr: float = -1.0) -> np.ndarray:
     """``D / (C + 1/SNR)`` (SNR > 0) or ``D / max(C, 0.001·⟨C⟩_shell)`` with 0 beyond the last shell.
 
@@ -105,7 +97,7 @@ def wiener_divide(data, ctf, snr: float = -1.0) -> np.ndarray:
     box = data.shape[0]
     if snr > 0:
         return data / (ctf + 1.0 / snr)
-    shell = _shell_index(box)
+    shell = np.round(radius_rfft_3d(box)).astype(np.int64)
     n_shells = box // 2 + 1
     inside = shell < n_shells
     radial = np.bincount(shell[inside], weights=ctf[inside], minlength=n_shells) / np.maximum(
@@ -124,26 +116,6 @@ def gridding_correct(volume) -> np.ndarray:
     z, y, x = np.mgrid[0:box, 0:box, 0:box]
     r = np.sqrt((x - c) ** 2 + (y - c) ** 2 + (z - c) ** 2)
     return (volume / np.sinc(r / box) ** 2).astype(np.float32)
-
-
-def fourier_shell_correlation(map1, map2) -> np.ndarray:
-    """Unmasked FSC of two real ``(s, s, s)`` maps over shells ``0 … s/2``, float64 ``(s//2+1,)``."""
-    box = map1.shape[0]
-    f1 = scipy.fft.rfftn(np.asarray(map1, np.float64))
-    f2 = scipy.fft.rfftn(np.asarray(map2, np.float64))
-    shell = _shell_index(box)
-    # count the kx > 0 half-plane twice so shells weigh the full sphere
-    wx = np.where(np.arange(box // 2 + 1) == 0, 1.0, 2.0)[None, None, :]
-    if box % 2 == 0:
-        wx[..., -1] = 1.0
-    n = box // 2 + 1
-    inside = shell < n
-    num = np.bincount(shell[inside], weights=(wx * (f1 * np.conj(f2)).real)[inside], minlength=n)
-    d1 = np.bincount(shell[inside], weights=(wx * np.abs(f1) ** 2)[inside], minlength=n)
-    d2 = np.bincount(shell[inside], weights=(wx * np.abs(f2) ** 2)[inside], minlength=n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fsc = num / np.sqrt(d1 * d2)
-    return np.nan_to_num(fsc, nan=0.0)
 
 
 def taper_sphere(vol, width_px: float) -> np.ndarray:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..fourier.shells import radius_rfft_2d, radius_rfft_3d
 
 __all__ = ["PreparedReference", "prepare_reference", "shell_weight_2d", "fsc_last_shell", "half_map_last_shell"]
 
@@ -82,13 +83,6 @@ def to_fourier(volume: np.ndarray) -> np.ndarray:
     return (np.fft.rfftn(np.fft.ifftshift(volume)) / s**1.5).astype(np.complex64)
 
 
-def _shell_index(box_px: int) -> np.ndarray:
-    c = np.fft.fftfreq(box_px) * box_px
-    cx = np.arange(box_px // 2 + 1)
-    z, y, x = np.meshgrid(c, c, cx, indexing="ij", sparse=True)
-    return np.sqrt(x * x + y * y + z * z)
-
-
 def half_map_last_shell(halves: np.ndarray) -> tuple[float, np.ndarray]:
     """Last shell and SNR ``(τ²−σ²)/τ²`` estimated from the two half volumes (no FSC file).
 
@@ -97,7 +91,7 @@ def half_map_last_shell(halves: np.ndarray) -> tuple[float, np.ndarray]:
     """
     s = halves.shape[1]
     n_shells = s // 2 + 1
-    r = np.round(_shell_index(s)).astype(int).ravel()
+    r = np.round(radius_rfft_3d(s)).astype(int).ravel()
     ok = r < n_shells
     f1 = halves[0].ravel()[ok].astype(np.complex128)
     f2 = halves[1].ravel()[ok].astype(np.complex128)
@@ -181,9 +175,7 @@ def shell_weight_2d(reference: PreparedReference, width_px: float) -> np.ndarray
     Returns float64 ``(s, s//2+1)`` on the rfft half grid.
     """
     s = reference.box_px
-    ky = np.fft.fftfreq(s) * s
-    kx = np.arange(s // 2 + 1)
-    r = np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
+    r = radius_rfft_2d(s)
     last = reference.last_shell_px
     t = (r - last) / max(width_px, 1e-9)
     env = np.where(r <= last, 1.0, np.where(t < 1.0, 0.5 * (1 + np.cos(np.pi * np.clip(t, 0, 1))), 0.0))

@@ -38,6 +38,7 @@ from scipy import ndimage
 
 from ... import __version__
 from ..conventions import euler_zyz_to_matrix, relion_angles_to_projection, tomogram_centre_px
+from ..fourier.shells import fourier_shell_correlation, radius_rfft_3d  # binning only, not image formation
 from ..io.atomic import atomic_write_text
 from ..io.mrc import write_mrc
 from ..io.star import format_vector, write_star
@@ -168,19 +169,10 @@ def _soft_sphere(box_px, radius_px, edge_px):
     return mask.astype(np.float32)
 
 
-def _shells(box_px):
-    k = np.sqrt(
-        np.fft.fftfreq(box_px)[:, None, None] ** 2
-        + np.fft.fftfreq(box_px)[None, :, None] ** 2
-        + np.fft.rfftfreq(box_px)[None, None, :] ** 2
-    )
-    return k * box_px
-
-
 def _shaped_noise(rng, volume, relative_level):
     """Gaussian noise whose radial power spectrum is ``relative_level²`` times that of ``volume``."""
     b = volume.shape[0]
-    shell = np.rint(_shells(b)).astype(int)
+    shell = np.rint(radius_rfft_3d(b)).astype(int)
     fv = np.fft.rfftn(volume)
     fn = np.fft.rfftn(rng.normal(size=volume.shape))
     n_shells = shell.max() + 1
@@ -193,33 +185,11 @@ def _shaped_noise(rng, volume, relative_level):
 
 def _lowpass(volume, pixel_size_angst, resolution_angst, width_shells=2.0):
     b = volume.shape[0]
-    k = np.sqrt(
-        np.fft.fftfreq(b)[:, None, None] ** 2 + np.fft.fftfreq(b)[None, :, None] ** 2 + np.fft.rfftfreq(b)[None, None, :] ** 2
-    ) * b  # shells
+    k = radius_rfft_3d(b)  # shells
     cutoff = b * pixel_size_angst / resolution_angst
     filt = np.clip(0.5 + 0.5 * np.cos(np.pi * (k - cutoff + width_shells / 2) / width_shells), 0, 1)
     filt[k <= cutoff - width_shells / 2] = 1.0
     return np.fft.irfftn(np.fft.rfftn(volume) * filt, s=volume.shape)
-
-
-def _fsc(map1, map2):
-    b = map1.shape[0]
-    f1, f2 = np.fft.rfftn(map1), np.fft.rfftn(map2)
-    k = np.sqrt(
-        np.fft.fftfreq(b)[:, None, None] ** 2 + np.fft.fftfreq(b)[None, :, None] ** 2 + np.fft.rfftfreq(b)[None, None, :] ** 2
-    ) * b
-    shell = np.rint(k).astype(int)
-    n = b // 2 + 1
-    # Weight the kx > 0 half-plane twice so each shell sums over the full sphere.
-    weight = np.full(f1.shape, 2.0)
-    weight[..., 0] = 1.0
-    if b % 2 == 0:
-        weight[..., -1] = 1.0
-    sel = shell < n
-    num = np.bincount(shell[sel], (weight * (f1 * np.conj(f2)).real)[sel], n)
-    d1 = np.bincount(shell[sel], (weight * np.abs(f1) ** 2)[sel], n)
-    d2 = np.bincount(shell[sel], (weight * np.abs(f2) ** 2)[sel], n)
-    return num / np.sqrt(np.maximum(d1 * d2, 1e-300))
 
 
 def _format_table(values):
@@ -374,7 +344,6 @@ def simulate_dataset(out_dir, options: SimulationOptions = SimulationOptions(), 
     sequence = dose_symmetric_order(nominal, opts.dose_group, opts.dose_symmetric)
     pre_exposure = np.empty(opts.n_tilts)
     pre_exposure[sequence] = np.arange(opts.n_tilts) * opts.dose_per_tilt_e_per_angst2
-    n_pad = len(str(opts.n_tilts))
 
     global_rows, truth_global_rows, particle_rows, truth_particle_rows = [], [], [], []
     trajectories, json_tomos, json_errors = {}, {}, {}
@@ -584,7 +553,7 @@ def simulate_dataset(out_dir, options: SimulationOptions = SimulationOptions(), 
     write_mrc(out / "ref_half1.mrc", halves[0], pix)
     write_mrc(out / "ref_half2.mrc", halves[1], pix)
     write_mrc(out / "mask.mrc", mask, pix)
-    fsc = _fsc(halves[0].astype(np.float64) * mask, halves[1].astype(np.float64) * mask)
+    fsc = fourier_shell_correlation(halves[0].astype(np.float64) * mask, halves[1].astype(np.float64) * mask)
     shells = np.arange(box // 2 + 1)
     resolution_inv = shells / (box * pix)
     write_star(

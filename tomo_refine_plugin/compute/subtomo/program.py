@@ -29,6 +29,7 @@ from ..conventions import matrix_to_euler_zyz
 from ..ctf import defocus_offsets_angst
 from ..errors import InputError
 from ..fourier.insert import half_grid_to_full_centred, half_grid_to_real_centred, real_centred_to_half_grid
+from ..fourier.shells import radius_rfft_3d
 from ..geometry import particle_positions_px, project_points, visible_in_frames
 from ..io.atomic import atomic_path, atomic_write_text
 from ..io.inputs import read_particles_and_tomograms
@@ -300,10 +301,7 @@ def _write_stack(path, images, pixel_size_angst: float, float16: bool) -> None:
 
 def _radial_floor(ctf_half, box: int) -> np.ndarray:
     """RELION ``--div`` floor: ``0.001 ×`` the radial mean of C, linearly interpolated; 0 beyond the last shell."""
-    k = np.arange(box)
-    ks = np.where(k < box // 2, k, k - box).astype(float)
-    kx = np.arange(box // 2 + 1, dtype=float)
-    r = np.sqrt(kx[None, None, :] ** 2 + ks[None, :, None] ** 2 + ks[:, None, None] ** 2)
+    r = radius_rfft_3d(box)
     n_shells = box // 2 + 1
     ri = np.round(r).astype(int)
     inside = ri < n_shells
