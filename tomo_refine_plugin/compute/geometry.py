@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .conventions import (
-    euler_zyz_to_matrix,
     projection_to_relion_angles,
     relion_angles_to_projection,
     tomogram_centre_px,

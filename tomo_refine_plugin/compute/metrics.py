@@ -9,8 +9,6 @@ any fitting.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from .errors import InputError
