@@ -63,6 +63,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--max_frame", type=int, default=-1, help="last frame to use (-1: last)")
     g.add_argument("--cutoff_fract", type=float, default=0.02, help="ignore frequencies whose weight or dose "
                                                                       "weight is below this fraction")
+    g.add_argument("--keep_neighbours", action="store_true", help="not in RELION: skip the neighbour subtraction "
+                   "before the last round (each CC map then also sees the neighbouring particles, as in RELION)")
     g = parser.add_argument_group("Scale-out")
     g.add_argument("--only_tomos", help="comma-separated tomograms to process (then --merge_only)")
     g.add_argument("--merge_only", action="store_true", help="write the STAR files from finished tomograms")

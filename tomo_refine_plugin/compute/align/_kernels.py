@@ -1,4 +1,4 @@
-"""Numba kernel of the alignment cost: Catmull-Rom lookups in the CC maps (see :mod:`.cost`)."""
+"""Numba kernels of the alignment: cubic B-spline lookups in the CC maps (see :mod:`.cost`) and the fused CC maps."""
 from __future__ import annotations
 
 import math
@@ -11,17 +11,24 @@ from ..fourier._trilinear import sample_half_volume_trilinear
 
 
 @njit(cache=True)
-def _catmull_rom(t, w, dw):
+def _cubic_bspline(t, w, dw):
+    """Cubic B-spline weights of the 4 coefficients around ``t ∈ [0, 1)`` and their derivatives.
+
+    The maps hold B-spline *coefficients* (:func:`.ccmaps.compute_cc_maps` prefilters them), so the lookup
+    interpolates the samples exactly and reproduces a band-limited CC peak far better than Catmull-Rom, whose
+    sub-pixel bias on sharp peaks was the largest error left on noiseless data (0.021 px RMS).
+    """
+    u = 1.0 - t
     t2 = t * t
     t3 = t2 * t
-    w[0] = -0.5 * t3 + t2 - 0.5 * t
-    w[1] = 1.5 * t3 - 2.5 * t2 + 1.0
-    w[2] = -1.5 * t3 + 2.0 * t2 + 0.5 * t
-    w[3] = 0.5 * t3 - 0.5 * t2
-    dw[0] = -1.5 * t2 + 2.0 * t - 0.5
-    dw[1] = 4.5 * t2 - 5.0 * t
-    dw[2] = -4.5 * t2 + 4.0 * t + 0.5
-    dw[3] = 1.5 * t2 - t
+    w[0] = u * u * u / 6.0
+    w[1] = (3.0 * t3 - 6.0 * t2 + 4.0) / 6.0
+    w[2] = (-3.0 * t3 + 3.0 * t2 + 3.0 * t + 1.0) / 6.0
+    w[3] = t3 / 6.0
+    dw[0] = -0.5 * u * u
+    dw[1] = 1.5 * t2 - 2.0 * t
+    dw[2] = -1.5 * t2 + t + 0.5
+    dw[3] = 0.5 * t2
 
 
 @njit(cache=True, parallel=True)
@@ -82,8 +89,8 @@ def cost_kernel(maps, centres, positions, motion, offsets, model_rot, model_tran
             if xi > 1.0 and xi < diam - 2.0 and yi > 1.0 and yi < diam - 2.0:
                 ix = int(math.floor(xi))
                 iy = int(math.floor(yi))
-                _catmull_rom(xi - ix, wx, dwx)
-                _catmull_rom(yi - iy, wy, dwy)
+                _cubic_bspline(xi - ix, wx, dwx)
+                _cubic_bspline(yi - iy, wy, dwy)
                 s = 0.0
                 sx = 0.0
                 sy = 0.0
@@ -144,8 +151,8 @@ def _offset_score(maps, p, rot2, shifts, active, visible, centre, scale, ox, oy,
         if xi > 1.0 and xi < diam - 2.0 and yi > 1.0 and yi < diam - 2.0:
             ix = int(math.floor(xi))
             iy = int(math.floor(yi))
-            _catmull_rom(xi - ix, wx, dwx)
-            _catmull_rom(yi - iy, wy, dwy)
+            _cubic_bspline(xi - ix, wx, dwx)
+            _cubic_bspline(yi - iy, wy, dwy)
             for j in range(4):
                 a = 0.0
                 for i in range(4):
@@ -182,8 +189,9 @@ def offset_search_kernel(maps, rot2, shifts, active, visible, radius, scale, gri
 
 @njit(cache=True, parallel=True)
 def predict_cc_kernel(volumes, half, mats, tilt, defocus_u, defocus_v, angle_rad, phase_rad, bfactor, ctf_scale,
-                      k1, k2, k3, pixel_size, shifts, visible, weight, dose, spectra):
-    """Fused prediction and CC spectrum, in place: ``spectra[i] ← −W·(Obs·e^{2πik·t/s})·conj(slice·CTF·D)``.
+                      k1, k2, k3, pixel_size, shifts, visible, weight, dose, own_scale, spectra):
+    """Fused prediction and CC spectrum, in place:
+    ``spectra[i] ← −W·(Obs·e^{2πik·t/s} + a·Pred)·conj(Pred)``, ``Pred = slice·CTF·D``.
 
     One row ``i`` per (particle, tilt). Coefficients with ``W = 0`` are skipped (set to 0), so nothing is
     computed beyond the reference envelope or outside the frequency limits.
@@ -194,6 +202,8 @@ def predict_cc_kernel(volumes, half, mats, tilt, defocus_u, defocus_v, angle_rad
     float64 (F,) per tilt; k1 = πλ, k2 = (π/2)·Cs·λ³, k3 = atan(Q0/√(1−Q0²)); pixel_size (Å).
     shifts : float64 (n, 2) sub-pixel centring shift (px); visible : bool (n,).
     weight, dose : float32 (F, s, s//2+1); spectra : complex64 (n, s, s//2+1) observations in, CC out.
+    own_scale : float32 (F, s, s//2+1) ``a``: puts the particle's own prediction back into an observation taken
+    from a residual image (:mod:`.neighbours`); all zeros for raw observations.
     """
     n = spectra.shape[0]
     s = spectra.shape[1]
@@ -251,6 +261,10 @@ def predict_cc_kernel(volumes, half, mats, tilt, defocus_u, defocus_v, angle_rad
                 o = spectra[i, iy, ix]
                 orr = o.real * cs - o.imag * sn
                 oi = o.real * sn + o.imag * cs
+                a = own_scale[f, iy, ix]
+                if a != 0.0:
+                    orr += a * pr
+                    oi += a * pi
                 # −w · obs · conj(pred)
                 spectra[i, iy, ix] = complex(-w * (orr * pr + oi * pi), -w * (oi * pr - orr * pi))
 

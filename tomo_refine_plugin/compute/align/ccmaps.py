@@ -22,14 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
+from scipy import ndimage
 
 from ..ctf import ctf_rfft_2d_batch, defocus_offsets_angst, electron_wavelength_angst
-from ..fourier.extract import align_observation_rfft_2d, window_origins_px
+from ..fourier.extract import align_observation_rfft_2d, phase_shift_rfft_2d, window_origins_px
 from ..fourier.slices import extract_central_slices_rfft_3d
 from ..geometry import TiltSeriesGeometry, TiltSeriesOptics, project_points, visible_in_frames
 from ._kernels import masked_windows_kernel, predict_cc_kernel
 
-__all__ = ["CCMaps", "compute_cc_maps"]
+__all__ = ["CCMaps", "compute_cc_maps", "predicted_spectra", "spline_coefficients"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,7 +41,8 @@ class CCMaps:
     ----------
     maps
         float32 ``(n_particles, n_tilts, diam, diam)`` = (p, f, dy, dx), ``diam = (2r+6)·oversampling``;
-        index ``(r+3)·oversampling`` is d = 0.
+        index ``(r+3)·oversampling`` is d = 0. They hold the cubic B-spline *coefficients* of the CC
+        (:func:`spline_coefficients`), which the cost's spline lookup turns back into CC values.
     radius_px
         ``r``.
     centres_px
@@ -62,11 +64,93 @@ class CCMaps:
     oversampling: int = 1
 
 
+def spline_coefficients(maps) -> np.ndarray:
+    """Turn CC samples ``(…, n, n)`` into cubic B-spline coefficients, in place (and return them).
+
+    The cost's lookup (:func:`._kernels._cubic_bspline`) then interpolates the samples exactly. Mirror boundaries.
+    """
+    for axis in (-1, -2):
+        ndimage.spline_filter1d(maps, 3, axis=axis, output=maps, mode="mirror")
+    return maps
+
+
+def _kernel_ctf_arguments(optics: TiltSeriesOptics):
+    """The per-tilt CTF arrays and the constants ``k1 = πλ``, ``k2 = (π/2)·Cs·λ³``, ``k3 = atan(Q0/√(1−Q0²))``
+    that :func:`._kernels.predict_cc_kernel` takes."""
+    lam = electron_wavelength_angst(optics.voltage_kv)
+    q0 = float(optics.amplitude_contrast)
+    k1, k2, k3 = np.pi * lam, 0.5 * np.pi * optics.cs_mm * 1e7 * lam ** 3, float(np.arctan(q0 / np.sqrt(1 - q0 * q0)))
+    per_tilt = [np.ascontiguousarray(np.deg2rad(optics.defocus_angle_deg)),
+                np.ascontiguousarray(np.deg2rad(optics.phase_shift_deg)),
+                np.ascontiguousarray(optics.ctf_bfactor_angst2, np.float64),
+                np.ascontiguousarray(optics.ctf_scale, np.float64)]
+    return per_tilt, k1, k2, k3
+
+
+def predicted_spectra(reference_halves, half_rows, matrices, tilt_rows, defocus_rows, optics: TiltSeriesOptics,
+                      pixel_size_angst: float, dose_weights, support, shifts_px=None) -> np.ndarray:
+    """Predicted particle images ``slice·CTF·D`` (centred, the CC maps' prediction) for a list of (particle, tilt) rows.
+
+    Parameters
+    ----------
+    reference_halves
+        complex64 ``(2, s, s, s//2+1)``.
+    half_rows, tilt_rows
+        int ``(n,)``: the half map and the tilt index of each row.
+    matrices
+        float64 ``(n, 3, 3)`` slice matrices (tilt rotation × particle rotation).
+    defocus_rows
+        float64 ``(n,)`` depth offsets of the defocus (Å).
+    dose_weights
+        float ``(n_tilts, s, s//2+1)``.
+    support
+        bool ``(n_tilts, s, s//2+1)``: where to compute the prediction (zero elsewhere).
+    shifts_px
+        float ``(n, 2)`` or None: multiply by ``e^{−2πik·t/s}``, i.e. move the prediction by ``+t`` from the box
+        centre (into the frame of a raw window whose centre is ``t`` off the particle).
+
+    Returns
+    -------
+    complex64 ``(n, s, s//2+1)``.
+    """
+    n = len(tilt_rows)
+    s = reference_halves.shape[1]
+    tilt_rows = np.ascontiguousarray(tilt_rows, np.int64)
+    if optics.even_zernike.size and np.any(optics.even_zernike != 0):
+        pred = np.empty((n, s, s // 2 + 1), np.complex64)
+        for h in (0, 1):
+            sel = np.nonzero(np.asarray(half_rows) == h)[0]
+            if sel.size:
+                pred[sel] = extract_central_slices_rfft_3d(reference_halves[h], np.asarray(matrices)[sel])
+        pred *= ctf_rfft_2d_batch(s, pixel_size_angst, optics, tilt_rows[None], np.asarray(defocus_rows)[None])[0]
+        pred *= np.asarray(dose_weights, np.float32)[tilt_rows] * support[tilt_rows]
+        return pred if shifts_px is None else phase_shift_rfft_2d(pred, -np.asarray(shifts_px, np.float64))
+    # The CC kernel with Obs = 1 and W = 1 returns −conj(Pred·e^{−2πik·t/s}) for the centring shift t: one
+    # implementation of the prediction for the maps and for the neighbour subtraction.
+    per_tilt, k1, k2, k3 = _kernel_ctf_arguments(optics)
+    out = np.ones((n, s, s // 2 + 1), np.complex64)
+    zeros = np.zeros(np.shape(dose_weights), np.float32)
+    defocus_rows = np.asarray(defocus_rows, np.float64)
+    predict_cc_kernel(reference_halves, np.ascontiguousarray(half_rows, np.int64),
+                      np.ascontiguousarray(matrices, np.float64), tilt_rows,
+                      np.ascontiguousarray(optics.defocus_u_angst[tilt_rows] + defocus_rows),
+                      np.ascontiguousarray(optics.defocus_v_angst[tilt_rows] + defocus_rows), *per_tilt, k1, k2, k3,
+                      float(pixel_size_angst),
+                      np.zeros((n, 2)) if shifts_px is None else np.ascontiguousarray(shifts_px, np.float64),
+                      np.ones(n, np.bool_),
+                      np.ascontiguousarray(support, np.float32), np.ascontiguousarray(dose_weights, np.float32), zeros,
+                      out)
+    np.conjugate(out, out=out)
+    out *= -1
+    return out
+
+
 def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptics, positions_px,
                     particle_matrices, half_index, reference_halves, frequency_weights, dose_weights,
                     frequency_mask, radius_px: int, workers: int = 1, chunk: int = 2,
                     relion_kx_band_limit: bool = False, oversampling: int = 1, max_radius_px=None,
-                    motion_px=None, fused: bool = True, tilts=None, update: CCMaps | None = None) -> CCMaps:
+                    motion_px=None, fused: bool = True, tilts=None, update: CCMaps | None = None,
+                    own_scale=None) -> CCMaps:
     """Compute all CC maps once for the given geometry.
 
     Parameters
@@ -104,6 +188,10 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     tilts, update
         Recompute only the tilts ``tilts`` (int indices) and write them into ``update`` (the maps of the
         other tilts are kept; ``update``'s arrays are modified and returned in a new :class:`CCMaps`).
+    own_scale
+        float ``(n_tilts, s, s//2+1)`` or None. When ``stack`` is a residual (the data minus every predicted
+        particle, :func:`.neighbours.subtract_predicted_particles`), each observation gets its own particle back
+        as ``a·Pred``, so that it sees the data minus its *neighbours* only.
     relion_kx_band_limit
         Reproduce RELION's ``padCorner2D_half`` truncation (``kx < (s/2+1)//2``), for parity checks only.
     """
@@ -134,6 +222,7 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     if relion_kx_band_limit:
         weight[:, :, (s // 2 + 1) // 2:] = 0
     dose = np.asarray(dose_weights, np.float32)
+    own = np.zeros_like(dose) if own_scale is None else np.ascontiguousarray(own_scale, np.float32)
     crop = (np.arange(diam) - (radius_px + 3) * ovs) % n_full
     maps = np.zeros((n_p, n_t, diam, diam), np.float32)
     sums = np.zeros((n_t, n_full, n_full))
@@ -141,13 +230,7 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     pad_rows = np.where(np.arange(s) < s // 2, np.arange(s), np.arange(s) + n_full - s)
     fused = fused and not (optics.even_zernike.size and np.any(optics.even_zernike != 0))
     if fused:
-        lam = electron_wavelength_angst(optics.voltage_kv)
-        q0 = float(optics.amplitude_contrast)
-        k1, k2, k3 = np.pi * lam, 0.5 * np.pi * optics.cs_mm * 1e7 * lam ** 3, float(np.arctan(q0 / np.sqrt(1 - q0 * q0)))
-        per_tilt = [np.ascontiguousarray(np.deg2rad(optics.defocus_angle_deg)),
-                    np.ascontiguousarray(np.deg2rad(optics.phase_shift_deg)),
-                    np.ascontiguousarray(optics.ctf_bfactor_angst2, np.float64),
-                    np.ascontiguousarray(optics.ctf_scale, np.float64)]
+        per_tilt, k1, k2, k3 = _kernel_ctf_arguments(optics)
         dose32 = np.ascontiguousarray(dose)
         stack = np.ascontiguousarray(stack, dtype=np.float32)
         # RELION cropCircle (radius s/2, 5-px cosine edge), as fourier.extract.crop_circle.
@@ -180,7 +263,7 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
                               np.ascontiguousarray(optics.defocus_v_angst[tilts_rows] + extra), *per_tilt, k1, k2, k3,
                               float(geometry.pixel_size_angst),
                               np.ascontiguousarray((uv[sl] - origins - s // 2).reshape(-1, 2), np.float64),
-                              np.ascontiguousarray(vis.ravel()), weight, dose32, cc.reshape(-1, s, s // 2 + 1))
+                              np.ascontiguousarray(vis.ravel()), weight, dose32, own, cc.reshape(-1, s, s // 2 + 1))
         else:
             obs = align_observation_rfft_2d(stack, uv[sl], s, visible=vis, workers=workers)
             pred = np.empty((n_c, n_t, s, s // 2 + 1), np.complex64)
@@ -194,6 +277,8 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
                                     np.broadcast_to(tilt_idx, (n_c, n_t)), defocus[sl])
             pred *= ctf
             pred *= dose[tilt_idx][None]
+            if own_scale is not None:
+                obs = obs + own[tilt_idx][None] * pred
             cc = obs * np.conj(pred)
             cc *= -weight[tilt_idx][None]
             cc[..., 0, 0] = 0
@@ -206,6 +291,8 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
         del cc
         maps[sl] = full[:, :, crop][:, :, :, crop]
         sums += np.fft.fftshift(full.sum(0), axes=(-2, -1))
+    # Prefiltered before the border is zeroed, or the zeros would ring into the search range.
+    spline_coefficients(maps)
     b = 3 * ovs
     maps[:, :, :b, :] = 0
     maps[:, :, -b:, :] = 0
