@@ -174,8 +174,7 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     chunk
         Particles per batch (bounds the memory to ``chunk·n_tilts`` boxes).
     oversampling
-        CC-map samples per pixel (zero-padding of the CC spectrum). 2 reduces the sub-pixel bias of the
-        bicubic lookup on sharp, whitened CC peaks.
+        CC-map samples per pixel (zero-padding of the CC spectrum); with the B-spline lookup 1 is as accurate.
     motion_px
         float64 ``(n_particles, n_tilts, 3)`` displacements from input trajectories (px): the maps are centred
         on the projected trajectory points (RELION does the same); the defocus uses the static position.

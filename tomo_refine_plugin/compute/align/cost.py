@@ -4,7 +4,8 @@ Model per tilt ``f``: ``P_f = T(c)·Q_f·T(−c)·P0_f + [dx_f, dy_f, 0]`` with 
 the camera frame ``(u, v, depth)`` and pivoting about the tomogram centre ``c`` (px) in that frame,
 angles in mrad, shifts in px. Particle ``p`` sits at ``X_p + δ_p`` (px).
 ``E = Σ_pf −S_pf(Δ_pf) [+ λ·(|Δ|−r)² where |Δ| > r]``, ``Δ_pf = (P_f(X_p+δ_p))_{uv} − p0_pf``, with ``S`` the
-Catmull-Rom (a = −½) interpolation of the CC map; outside the map the data term is 0.
+cubic B-spline interpolation of the CC map (its coefficients, :func:`.ccmaps.spline_coefficients`; RELION uses
+Catmull-Rom on the samples, whose sub-pixel bias on sharp peaks is ~4x larger); outside the map the data term is 0.
 """
 from __future__ import annotations
 

@@ -103,7 +103,7 @@ def particle_offset_search(maps, visible, projections, shifts_px, active, radius
     of its maps (where the data term is 0 and negative CC lobes push outwards); the golden ``align`` set has
     two such particles. Coarse to fine: every point of a ``coarse_step_px`` grid, then the 27 neighbours at
     1 px of each of the ``n_candidates`` best coarse points (a sharp peak between coarse points still ranks
-    among the candidates). For ``r = 20`` that is ~6x fewer bicubic lookups than the full 1 px grid.
+    among the candidates). For ``r = 20`` that is ~6x fewer spline lookups than the full 1 px grid.
 
     Particles seen in fewer than ``min_tilts`` active tilts keep offset 0: their score is flat (all zero when
     never seen) along some direction, and an argmax there would throw them to the edge of the ball.

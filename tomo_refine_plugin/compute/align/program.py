@@ -3,8 +3,9 @@
 
 Per tomogram: CC maps once per round (:mod:`.ccmaps`); in the first round a global per-tilt shift search
 and a brute-force 3D offset search per particle (:mod:`.optimise`), then L-BFGS over 5 parameters per tilt
-and 3 offsets per particle (:mod:`.cost`); the second round re-renders the predictions and recentres the maps
-at the refined geometry and runs L-BFGS again. ``--shift_only`` stops after the shift search. Results go to ``<o>/temp/<tomo>_*`` as each tomogram
+and 3 offsets per particle (:mod:`.cost`); before the second round every predicted particle is subtracted from
+the tilt images (:mod:`.neighbours`), then the predictions are re-rendered, the maps recentred at the refined
+geometry (each observation seeing its own particle and the noise only) and L-BFGS runs again. ``--shift_only`` stops after the shift search. Results go to ``<o>/temp/<tomo>_*`` as each tomogram
 finishes (resume with ``only_do_unfinished``; scale out with ``only_tomos`` + ``merge_only``), then are
 merged into ``tomograms.star``, ``particles.star``, ``optimisation_set.star``, ``note.txt`` and ``report/``.
 """
