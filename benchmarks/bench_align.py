@@ -8,7 +8,8 @@ golden data); injected errors 0.3° per tilt angle, 2 px per tilt shift, 1.5 px 
 Prints the median wall time, CPU time and peak RSS of the warm runs (numba cache filled), the numba compile time (a cold run
 with an empty cache minus the warm run), and the reprojection error before/after.
 
-Usage: ``python benchmarks/bench_align.py [--workdir DIR] [--j 2]``
+Usage: ``python benchmarks/bench_align.py [--workdir DIR] [--j 2] [--seeds 12 13 14]`` (``--seeds``: the same
+problem drawn again with other seeds, for the accuracy's spread between dataset instances).
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ sys.exit(rc)
 """
 
 
-def _simulate(data: Path) -> None:
+def _simulate(data: Path, seed: int = 11) -> None:
     from dataclasses import asdict
 
     from tomo_refine_plugin.compute.simulate.options import SimulationOptions
@@ -49,7 +50,7 @@ def _simulate(data: Path) -> None:
     # which makes the CC peaks broad and every estimate noisier (RMS 0.066 instead of 0.056 px here).
     opts = SimulationOptions(n_tilts=41, tilt_step_deg=3.0, image_size_px=(768, 768), tomo_depth_px=192,
                              pixel_size_angst=4.0, box_px=64, n_particles=120, snr=0.5,
-                             angle_err_deg=(0.3, 0.3, 0.3), shift_err_px=2.0, position_err_px=1.5, seed=11,
+                             angle_err_deg=(0.3, 0.3, 0.3), shift_err_px=2.0, position_err_px=1.5, seed=seed,
                              ref_is_truth=True, inside_margin_px=48.0, n_blobs=32, n_fine_blobs=160,
                              fine_sigma_px=1.0)
     stamp = data / "bench_options.json"
@@ -107,16 +108,18 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "tomo_refine_bench_align"))
     ap.add_argument("--j", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3, help="warm runs; the median (and the fastest) is reported")
-    ap.add_argument("--simulate_only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--seeds", type=int, nargs="*", default=[],
+                    help="also report the reprojection error on these other instances of the dataset (accuracy only)")
+    ap.add_argument("--simulate_only", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     work = Path(args.workdir)
     data = work / "data"
-    if args.simulate_only:
-        _simulate(data)
+    if args.simulate_only is not None:
+        _simulate(data if args.simulate_only == 11 else work / f"data_seed{args.simulate_only}", args.simulate_only)
         return 0
     # In a child process: Linux carries a process's peak RSS over fork+exec into ru_maxrss, so a simulation in this
     # process (~500 MB) would show up as the peak RSS of every align run started after it.
-    subprocess.run([sys.executable, __file__, "--workdir", str(work), "--simulate_only"], check=True)
+    subprocess.run([sys.executable, __file__, "--workdir", str(work), "--simulate_only", "11"], check=True)
     cold_cache = work / "numba_cold"
     if cold_cache.exists():
         shutil.rmtree(cold_cache)
@@ -140,6 +143,19 @@ def main(argv=None) -> int:
     print(f"  observable particles ({seen.sum()}/{seen.size} seen in >= 3 tilts): RMS "
           f"{float(np.sqrt((pp[seen] ** 2).mean())):.4f} px; unseen ones keep their input error "
           f"(RMS {float(np.sqrt((pp[~seen] ** 2).mean())) if (~seen).any() else 0:.3f} px)")
+    if args.seeds:
+        rms = [after["rms_px"]]
+        for seed in args.seeds:
+            subprocess.run([sys.executable, __file__, "--workdir", str(work), "--simulate_only", str(seed)], check=True)
+            d = work / f"data_seed{seed}"
+            _run(d, work / "out_seed", args.j, cold_cache)
+            e = _errors(d, work / "out_seed" / "tomograms.star", work / "out_seed" / "particles.star")
+            b = _errors(d, d / "tomograms.star", d / "particles.star")
+            rms.append(e["rms_px"])
+            print(f"seed {seed:<4d}              RMS {b['rms_px']:.3f} -> {e['rms_px']:.4f} px, median {e['median_px']:.4f}, "
+                  f"max {e['max_px']:.3f}")
+        print(f"over {len(rms)} instances      RMS mean {np.mean(rms):.4f} px, min {np.min(rms):.4f}, max {np.max(rms):.4f} "
+              f"(RELION RMS {RELION['rms_px']} on its instance)")
     return 0
 
 
