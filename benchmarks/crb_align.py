@@ -21,12 +21,12 @@ import numpy as np
 
 
 def fisher_per_observation(data: Path, box: int):
-    from tomo_refine_plugin.compute.align.ccmaps import predicted_spectra
+    from tomo_refine_plugin.compute.align.ccmaps import observed_positions, predicted_spectra
     from tomo_refine_plugin.compute.align.program import AlignOptions, _load_inputs
-    from tomo_refine_plugin.compute.ctf import defocus_offsets_angst
     from tomo_refine_plugin.compute.dose import dose_weights_rfft_2d
     from tomo_refine_plugin.compute.fourier.extract import align_observation_rfft_2d
-    from tomo_refine_plugin.compute.geometry import particle_positions_px, project_points, visible_in_frames
+    from tomo_refine_plugin.compute.fourier.shells import rfft_multiplicity_2d
+    from tomo_refine_plugin.compute.geometry import particle_positions_px
     from tomo_refine_plugin.compute.io.tomograms import load_tilt_series
 
     inputs = _load_inputs(AlignOptions(o="unused", b=box, i=str(data / "truth" / "optimisation_set.star"),
@@ -41,15 +41,12 @@ def fisher_per_observation(data: Path, box: int):
     mats, half = pset.particle_matrices(rows), rows["rlnRandomSubset"].to_numpy(int) - 1
     stack = load_tilt_series(tset, name)
     proj = g.projection_matrices()
-    uv = project_points(proj, pos)
-    visible = visible_in_frames(uv, g.image_size_px, box / 2.0)
-    defocus = defocus_offsets_angst(g, pos)
+    uv, visible, defocus = observed_positions(g, pos, box)
     dose = dose_weights_rfft_2d(box, pix, optics.pre_exposure_e_per_angst2, optics.bfactor_per_dose_angst2)
     support = np.ones_like(dose, bool)
     kx = np.fft.rfftfreq(box)[None, :]
     ky = np.fft.fftfreq(box)[:, None]
-    mult = np.full(box // 2 + 1, 2.0)
-    mult[0] = mult[-1] = 1.0  # full-plane multiplicity of the rfft columns
+    mult = rfft_multiplicity_2d(box, box)
     info = np.zeros((len(pos), g.n_tilts, 2))
     num = den = 0.0
     for f in range(g.n_tilts):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from .fourier.shells import radius_rfft_2d
+from .fourier.shells import radius_rfft_2d, rfft_multiplicity_2d
 
 __all__ = ["noise_power_spectra", "radius_rfft_2d"]
 
@@ -37,11 +37,7 @@ def noise_power_spectra(stack: np.ndarray, box_px: int, workers: int = 1) -> np.
     keep1 = r0 + 1 < n_bins
     # The rfft half plane counts the interior columns once; weight them twice so the radial mean
     # equals that of the full plane.
-    mult = np.full((s, s // 2 + 1), 2.0)
-    mult[:, 0] = 1.0
-    if s % 2 == 0:
-        mult[:, -1] = 1.0
-    mult = mult.ravel()
+    mult = rfft_multiplicity_2d(s, s).ravel()
     # The tiles of one tilt as strided views (no copy); one batched FFT per row of tiles keeps the temporaries
     # small (a whole tilt at once was ~25 MB of short-lived arrays, which showed in the peak RSS).
     out = np.zeros((n_tilts, n_bins))

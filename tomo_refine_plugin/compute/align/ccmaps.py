@@ -30,7 +30,7 @@ from ..fourier.slices import extract_central_slices_rfft_3d
 from ..geometry import TiltSeriesGeometry, TiltSeriesOptics, project_points, visible_in_frames
 from ._kernels import masked_windows_kernel, predict_cc_kernel
 
-__all__ = ["CCMaps", "compute_cc_maps", "predicted_spectra", "spline_coefficients"]
+__all__ = ["CCMaps", "compute_cc_maps", "observed_positions", "predicted_spectra", "spline_coefficients"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +74,15 @@ def spline_coefficients(maps) -> np.ndarray:
     return maps
 
 
+def observed_positions(geometry: TiltSeriesGeometry, positions_px, box_px: int, motion_px=None):
+    """Where each particle is observed: 2D positions ``(n_particles, n_tilts, 2)`` of ``p + motion``, whether its
+    ``box_px`` window lies inside the image (RELION's test), and the depth offsets of the defocus (Å, from the
+    static ``p``). The CC maps and the neighbour subtraction must agree on all three."""
+    points = positions_px if motion_px is None else np.asarray(positions_px)[:, None, :] + motion_px
+    uv = project_points(geometry.projection_matrices(), points)
+    return uv, visible_in_frames(uv, geometry.image_size_px, box_px / 2.0), defocus_offsets_angst(geometry, positions_px)
+
+
 def _kernel_ctf_arguments(optics: TiltSeriesOptics):
     """The per-tilt CTF arrays and the constants ``k1 = πλ``, ``k2 = (π/2)·Cs·λ³``, ``k3 = atan(Q0/√(1−Q0²))``
     that :func:`._kernels.predict_cc_kernel` takes."""
@@ -85,6 +94,23 @@ def _kernel_ctf_arguments(optics: TiltSeriesOptics):
                 np.ascontiguousarray(optics.ctf_bfactor_angst2, np.float64),
                 np.ascontiguousarray(optics.ctf_scale, np.float64)]
     return per_tilt, k1, k2, k3
+
+
+def _slice_ctf_dose(reference_halves, half_rows, matrices, tilt_rows, defocus_rows, optics: TiltSeriesOptics,
+                    pixel_size_angst: float, dose_weights, max_radius_px=None) -> np.ndarray:
+    """The prediction from the shared slice/CTF/dose functions (any aberrations); the fused kernel's reference.
+    Rows as in :func:`predicted_spectra`; complex64 ``(n, s, s//2+1)``."""
+    s = reference_halves.shape[1]
+    half_rows, matrices = np.asarray(half_rows), np.asarray(matrices)
+    tilt_rows = np.asarray(tilt_rows)
+    pred = np.empty((len(tilt_rows), s, s // 2 + 1), np.complex64)
+    for h in (0, 1):
+        sel = np.nonzero(half_rows == h)[0]
+        if sel.size:
+            pred[sel] = extract_central_slices_rfft_3d(reference_halves[h], matrices[sel], max_radius_px=max_radius_px)
+    pred *= ctf_rfft_2d_batch(s, pixel_size_angst, optics, tilt_rows[None], np.asarray(defocus_rows)[None])[0]
+    pred *= np.asarray(dose_weights, np.float32)[tilt_rows]
+    return pred
 
 
 def predicted_spectra(reference_halves, half_rows, matrices, tilt_rows, defocus_rows, optics: TiltSeriesOptics,
@@ -117,13 +143,9 @@ def predicted_spectra(reference_halves, half_rows, matrices, tilt_rows, defocus_
     s = reference_halves.shape[1]
     tilt_rows = np.ascontiguousarray(tilt_rows, np.int64)
     if optics.even_zernike.size and np.any(optics.even_zernike != 0):
-        pred = np.empty((n, s, s // 2 + 1), np.complex64)
-        for h in (0, 1):
-            sel = np.nonzero(np.asarray(half_rows) == h)[0]
-            if sel.size:
-                pred[sel] = extract_central_slices_rfft_3d(reference_halves[h], np.asarray(matrices)[sel])
-        pred *= ctf_rfft_2d_batch(s, pixel_size_angst, optics, tilt_rows[None], np.asarray(defocus_rows)[None])[0]
-        pred *= np.asarray(dose_weights, np.float32)[tilt_rows] * support[tilt_rows]
+        pred = _slice_ctf_dose(reference_halves, half_rows, matrices, tilt_rows, defocus_rows, optics,
+                               pixel_size_angst, dose_weights)
+        pred *= support[tilt_rows]
         return pred if shifts_px is None else phase_shift_rfft_2d(pred, -np.asarray(shifts_px, np.float64))
     # The CC kernel with Obs = 1 and W = 1 returns −conj(Pred·e^{−2πik·t/s}) for the centring shift t: one
     # implementation of the prediction for the maps and for the neighbour subtraction.
@@ -201,10 +223,7 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     n_full = s * ovs
     diam = (2 * radius_px + 6) * ovs
     proj = geometry.projection_matrices()
-    points = positions_px if motion_px is None else np.asarray(positions_px)[:, None, :] + motion_px
-    uv = project_points(proj, points)
-    visible = visible_in_frames(uv, geometry.image_size_px, s / 2.0)
-    defocus = defocus_offsets_angst(geometry, positions_px)
+    uv, visible, defocus = observed_positions(geometry, positions_px, s, motion_px)
     tilt_idx = np.arange(n_f) if tilts is None else np.asarray(tilts, np.int64)
     if tilts is not None:
         if update is None:
@@ -265,17 +284,9 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
                               np.ascontiguousarray(vis.ravel()), weight, dose32, own, cc.reshape(-1, s, s // 2 + 1))
         else:
             obs = align_observation_rfft_2d(stack, uv[sl], s, visible=vis, workers=workers)
-            pred = np.empty((n_c, n_t, s, s // 2 + 1), np.complex64)
-            for h in (0, 1):
-                sel = np.nonzero(half_index[sl] == h)[0]
-                if sel.size:
-                    pred[sel] = extract_central_slices_rfft_3d(
-                        reference_halves[h], mats[sel].reshape(-1, 3, 3),
-                        max_radius_px=max_radius_px).reshape(sel.size, n_t, s, s // 2 + 1)
-            ctf = ctf_rfft_2d_batch(s, geometry.pixel_size_angst, optics,
-                                    np.broadcast_to(tilt_idx, (n_c, n_t)), defocus[sl])
-            pred *= ctf
-            pred *= dose[tilt_idx][None]
+            pred = _slice_ctf_dose(reference_halves, np.repeat(half_index[sl], n_t), mats.reshape(-1, 3, 3),
+                                   np.broadcast_to(tilt_idx, (n_c, n_t)).ravel(), defocus[sl].ravel(), optics,
+                                   geometry.pixel_size_angst, dose, max_radius_px).reshape(n_c, n_t, s, s // 2 + 1)
             if own_scale is not None:
                 obs = obs + own[tilt_idx][None] * pred
             cc = obs * np.conj(pred)

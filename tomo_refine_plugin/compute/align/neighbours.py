@@ -20,11 +20,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from ..ctf import defocus_offsets_angst
 from ..fourier.extract import centred_irfft_2d, window_origins_px
-from ..fourier.shells import radius_rfft_2d
-from ..geometry import TiltSeriesGeometry, TiltSeriesOptics, project_points, visible_in_frames
-from .ccmaps import predicted_spectra
+from ..fourier.shells import radius_rfft_2d, rfft_multiplicity_2d
+from ..geometry import TiltSeriesGeometry, TiltSeriesOptics
+from .ccmaps import observed_positions, predicted_spectra
 
 __all__ = ["subtract_predicted_particles", "shell_scale"]
 
@@ -93,20 +92,12 @@ def subtract_predicted_particles(stack, geometry: TiltSeriesGeometry, optics: Ti
     s = reference_halves.shape[1]
     n_shells = s // 2 + 1
     proj = geometry.projection_matrices()
-    points = positions_px if motion_px is None else np.asarray(positions_px)[:, None, :] + motion_px
-    uv = project_points(proj, points)
-    visible = visible_in_frames(uv, geometry.image_size_px, s / 2.0)
-    defocus = defocus_offsets_angst(geometry, positions_px)
+    uv, visible, defocus = observed_positions(geometry, positions_px, s, motion_px)
     shells = _image_shells(height, width, s)
     box_radius = radius_rfft_2d(s)
     own = np.zeros((n_f, s, s // 2 + 1), np.float32)
     power = np.zeros((n_f, n_shells))
-    # Full-plane multiplicity of the rfft columns, for shell means of the power.
-    mult = np.full((height, width // 2 + 1), 2.0)
-    mult[:, 0] = 1.0
-    if width % 2 == 0:
-        mult[:, -1] = 1.0
-    mult = mult.ravel()
+    mult = rfft_multiplicity_2d(height, width).ravel()  # shell means of the power as over the full plane
     counts = np.bincount(shells, mult, n_shells + 1)[:n_shells]
     model = np.zeros((height, width), np.float32)
     for f in range(n_f):

@@ -38,8 +38,8 @@ from .ccmaps import compute_cc_maps
 from .cost import AlignCost, apply_parameters
 from .layout import AlignLayout
 from .optimise import global_shift_search, particle_offset_search, run_lbfgs
-from .reference import PreparedReference, prepare_reference, shell_weight_2d
 from .neighbours import subtract_predicted_particles
+from .reference import PreparedReference, prepare_reference, shell_weight_2d
 from .report import TiltReport, write_report
 from .weights import frequency_limit_mask, highpass_weight, noise_power_spectra, whitening_weights
 
@@ -47,9 +47,9 @@ __all__ = ["AlignOptions", "AlignResult", "run_align", "align_tilt_series", "REF
 
 REFINE_ROUNDS = 2
 FINAL_FTOL = 1e-11  # relative cost change; 1e-13 took ~1.6x the iterations for identical results (golden + 2 sims)
-# CC samples per px in the first and in later rounds. Once the neighbours are subtracted, the bicubic lookup's
-# sub-pixel bias on sharp CC peaks is what is left on noiseless data (0.021 px RMS at 1, 0.004 at 2, benchmark geometry).
-CC_OVERSAMPLING = (1, 1)
+# CC samples per px. With the B-spline lookup, 1 leaves 0.005 px RMS on noiseless benchmark data (2 samples per px
+# did as well with Catmull-Rom, at ~1.5 s more per run).
+CC_OVERSAMPLING = 1
 # Band limit of a first round that later rounds refine, as a fraction of Nyquist: 0.7 halves its prediction cost and
 # changes the benchmark's final RMS by < 0.0001 px (0.5 let the noiseless error grow from 0.0048 to 0.0066 px).
 FIRST_ROUND_BAND = 0.7
@@ -299,7 +299,7 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
         band = mask & first_band if rnd == 0 and rounds > 1 and not opts.shift_only else mask
         return compute_cc_maps(stack, g, optics, x, particle_matrices, half_index, reference.halves, freq, dose, band,
                                int(opts.r), workers=workers, relion_kx_band_limit=RELION_KX_BAND_LIMIT,
-                               oversampling=CC_OVERSAMPLING[min(rnd, 1)], max_radius_px=max_radius,
+                               oversampling=CC_OVERSAMPLING, max_radius_px=max_radius,
                                motion_px=motion_px, tilts=tilts, update=update, own_scale=own_scale)
 
     global_shift = np.zeros((n_f, 2))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-__all__ = ["radius_rfft_2d", "radius_rfft_3d", "fourier_shell_correlation"]
+__all__ = ["radius_rfft_2d", "radius_rfft_3d", "rfft_multiplicity_2d", "fourier_shell_correlation"]
 
 
 def radius_rfft_2d(box_px: int) -> np.ndarray:
@@ -17,6 +17,17 @@ def radius_rfft_2d(box_px: int) -> np.ndarray:
     ky = np.fft.fftfreq(box_px) * box_px
     kx = np.arange(box_px // 2 + 1)
     return np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
+
+
+def rfft_multiplicity_2d(height: int, width: int) -> np.ndarray:
+    """How often each coefficient of an ``H × W`` image's rfft half plane stands in the full plane: 2 for the
+    interior columns (their Hermitian twins are not stored), 1 for column 0 and, for even ``W``, the Nyquist
+    column. Weighting by it makes half-plane shell means equal full-plane ones. float64 ``(H, W//2+1)``."""
+    mult = np.full((height, width // 2 + 1), 2.0)
+    mult[:, 0] = 1.0
+    if width % 2 == 0:
+        mult[:, -1] = 1.0
+    return mult
 
 
 def radius_rfft_3d(box_px: int) -> np.ndarray:
