@@ -7,24 +7,26 @@ import numpy as np
 import scipy.fft
 
 from .fourier.shells import radius_rfft_2d, rfft_multiplicity_2d
+from .frames import as_frames
 
 __all__ = ["noise_power_spectra", "radius_rfft_2d"]
 
 
-def noise_power_spectra(stack: np.ndarray, box_px: int, workers: int = 1) -> np.ndarray:
+def noise_power_spectra(stack, box_px: int, workers: int = 1) -> np.ndarray:
     """Radially averaged periodogram of each tilt (s×s tiles, step s/2, FFT normalised by 1/s, no window).
 
     Parameters
     ----------
     stack
-        float32 ``(n_tilts, H, W)``.
+        float32 ``(n_tilts, H, W)``, or a frame source (:mod:`.frames`), read one frame at a time.
 
     Returns
     -------
     power
         float64 ``(n_tilts, s//2+1)``, power per integer Fourier radius (linear-interpolation binning).
     """
-    n_tilts, h, w = stack.shape
+    frames = as_frames(stack)
+    n_tilts, h, w = frames.shape
     s = box_px
     step = max(s // 2, 1)
     ys = list(range(0, h - s + 1, step)) or [0]
@@ -44,8 +46,9 @@ def noise_power_spectra(stack: np.ndarray, box_px: int, workers: int = 1) -> np.
     den = np.bincount(r0[keep0], (mult * (1 - fr))[keep0], n_bins)
     den += np.bincount(r0[keep1] + 1, (mult * fr)[keep1], n_bins)
     acc = np.zeros((s, s // 2 + 1))
+    image = np.empty((h, w), np.float32)
     for f in range(n_tilts):
-        views = np.lib.stride_tricks.sliding_window_view(stack[f], (s, s))[::step, ::step][: len(ys), : len(xs)]
+        views = np.lib.stride_tricks.sliding_window_view(frames.read_frame(f, out=image), (s, s))[::step, ::step][: len(ys), : len(xs)]
         acc[:] = 0.0
         for row in views:
             spectra = scipy.fft.rfft2(row, workers=workers)

@@ -27,6 +27,7 @@ from scipy import ndimage
 from ..ctf import ctf_rfft_2d_batch, defocus_offsets_angst, electron_wavelength_angst
 from ..fourier.extract import align_observation_rfft_2d, phase_shift_rfft_2d, window_origins_px
 from ..fourier.slices import extract_central_slices_rfft_3d
+from ..frames import as_frames
 from ..geometry import TiltSeriesGeometry, TiltSeriesOptics, project_points, visible_in_frames
 from ._kernels import masked_windows_kernel, predict_cc_kernel
 
@@ -169,7 +170,7 @@ def predicted_spectra(reference_halves, half_rows, matrices, tilt_rows, defocus_
 
 def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptics, positions_px,
                     particle_matrices, half_index, reference_halves, frequency_weights, dose_weights,
-                    frequency_mask, radius_px: int, workers: int = 1, chunk: int = 2,
+                    frequency_mask, radius_px: int, workers: int = 1, chunk: int = 64,
                     relion_kx_band_limit: bool = False, oversampling: int = 1, max_radius_px=None,
                     motion_px=None, fused: bool = True, tilts=None, update: CCMaps | None = None,
                     own_scale=None) -> CCMaps:
@@ -178,7 +179,7 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     Parameters
     ----------
     stack
-        float32 ``(n_tilts, H, W)``.
+        float32 ``(n_tilts, H, W)``, or a frame source (:mod:`..frames`): read one tilt at a time.
     positions_px
         float64 ``(n_particles, 3)`` static positions (decentred px).
     particle_matrices
@@ -194,7 +195,7 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     radius_px
         ``--r``; must be ≤ s/2 − 3 (checked by the caller).
     chunk
-        Particles per batch (bounds the memory to ``chunk·n_tilts`` boxes).
+        Particles per batch of one tilt (bounds the temporaries to ``chunk`` boxes).
     oversampling
         CC-map samples per pixel (zero-padding of the CC spectrum); with the B-spline lookup 1 is as accurate.
     motion_px
@@ -219,6 +220,7 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     s = reference_halves.shape[1]
     n_p = positions_px.shape[0]
     n_f = geometry.n_tilts
+    frames = as_frames(stack)
     ovs = int(oversampling)
     n_full = s * ovs
     diam = (2 * radius_px + 6) * ovs
@@ -229,13 +231,11 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
         if update is None:
             raise ValueError("tilts= needs update= (the maps of the other tilts)")
         # Only the selected tilts from here on; the per-tilt tables (weights, dose, CTF) stay indexed by tilt_idx.
-        stack = stack[tilt_idx]
         uv_all, visible_all = update.centres_px, update.visible
         uv_all[:, tilt_idx] = uv[:, tilt_idx]
         visible_all[:, tilt_idx] = visible[:, tilt_idx]
         uv, visible, defocus = uv[:, tilt_idx], visible[:, tilt_idx], defocus[:, tilt_idx]
     n_t = len(tilt_idx)
-    rot = proj[tilt_idx, :3, :3]
     weight = (np.asarray(frequency_weights) * np.asarray(frequency_mask)).astype(np.float32)
     if relion_kx_band_limit:
         weight[:, :, (s // 2 + 1) // 2:] = 0
@@ -250,7 +250,6 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
     if fused:
         per_tilt, k1, k2, k3 = _kernel_ctf_arguments(optics)
         dose32 = np.ascontiguousarray(dose)
-        stack = np.ascontiguousarray(stack, dtype=np.float32)
         # RELION cropCircle (radius s/2, 5-px cosine edge), as fourier.extract.crop_circle.
         c = s // 2
         yy, xx = np.mgrid[0:s, 0:s]
@@ -258,49 +257,54 @@ def compute_cc_maps(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptic
         circle_outer = r > s / 2.0
         circle_mask = np.where(r < s / 2.0 - 5.0, 1.0, np.where(r < s / 2.0, 0.5 - 0.5 * np.cos(np.pi * (s / 2.0 - r) / 5.0),
                                                                   0.0))
-    for start in range(0, n_p, chunk):
-        sl = slice(start, min(start + chunk, n_p))
-        n_c = sl.stop - sl.start
-        vis = visible[sl]
-        mats = np.einsum("fij,pjk->pfik", rot, particle_matrices[sl])
-        if fused:
-            origins = window_origins_px(uv[sl], s)
-            windows = np.empty((n_c * n_t, s, s), np.float32)
-            masked_windows_kernel(stack, np.ascontiguousarray(np.broadcast_to(np.arange(n_t), (n_c, n_t)).ravel(),
-                                                              np.int64),
-                                  np.ascontiguousarray(origins.reshape(-1, 2)), np.ascontiguousarray(vis.ravel()),
-                                  circle_mask, circle_outer, windows)
-            cc = scipy.fft.rfft2(windows.reshape(n_c, n_t, s, s), norm="ortho",
-                                 workers=workers).astype(np.complex64, copy=False)
-            del windows
-            tilts_rows = np.ascontiguousarray(np.broadcast_to(tilt_idx, (n_c, n_t)).ravel(), np.int64)
-            extra = defocus[sl].ravel()
-            predict_cc_kernel(reference_halves, np.ascontiguousarray(np.repeat(half_index[sl], n_t), np.int64),
-                              np.ascontiguousarray(mats.reshape(-1, 3, 3)), tilts_rows,
-                              np.ascontiguousarray(optics.defocus_u_angst[tilts_rows] + extra),
-                              np.ascontiguousarray(optics.defocus_v_angst[tilts_rows] + extra), *per_tilt, k1, k2, k3,
-                              float(geometry.pixel_size_angst),
-                              np.ascontiguousarray((uv[sl] - origins - s // 2).reshape(-1, 2), np.float64),
-                              np.ascontiguousarray(vis.ravel()), weight, dose32, own, cc.reshape(-1, s, s // 2 + 1))
-        else:
-            obs = align_observation_rfft_2d(stack, uv[sl], s, visible=vis, workers=workers)
-            pred = _slice_ctf_dose(reference_halves, np.repeat(half_index[sl], n_t), mats.reshape(-1, 3, 3),
-                                   np.broadcast_to(tilt_idx, (n_c, n_t)).ravel(), defocus[sl].ravel(), optics,
-                                   geometry.pixel_size_angst, dose, max_radius_px).reshape(n_c, n_t, s, s // 2 + 1)
-            if own_scale is not None:
-                obs = obs + own[tilt_idx][None] * pred
-            cc = obs * np.conj(pred)
-            cc *= -weight[tilt_idx][None]
-            cc[..., 0, 0] = 0
-            cc[~vis] = 0
-        if ovs > 1:
-            padded = np.zeros((n_c, n_t, n_full, n_full // 2 + 1), np.complex64)
-            padded[:, :, pad_rows, : s // 2 + 1] = cc
-            cc = padded
-        full = scipy.fft.irfft2(cc, s=(n_full, n_full), norm="forward", workers=workers)
-        del cc
-        maps[sl] = full[:, :, crop][:, :, :, crop]
-        sums += np.fft.fftshift(full.sum(0), axes=(-2, -1))
+    # One frame at a time (the series need not be in memory), its particles in batches of `chunk` boxes.
+    image = np.empty(frames.shape[1:], np.float32)
+    for t, f in enumerate(tilt_idx):
+        if not visible[:, t].any():
+            continue
+        frame = frames.read_frame(int(f), out=image)
+        mats_f = np.einsum("ij,pjk->pik", proj[f, :3, :3], particle_matrices)
+        for start in range(0, n_p, chunk):
+            sl = slice(start, min(start + chunk, n_p))
+            n_c = sl.stop - sl.start
+            vis = np.ascontiguousarray(visible[sl, t])
+            if not vis.any():
+                continue
+            tilt_rows = np.full(n_c, f, np.int64)
+            if fused:
+                origins = window_origins_px(uv[sl, t], s)
+                windows = np.empty((n_c, s, s), np.float32)
+                masked_windows_kernel(frame[None], np.zeros(n_c, np.int64), np.ascontiguousarray(origins), vis,
+                                      circle_mask, circle_outer, windows)
+                cc = scipy.fft.rfft2(windows, norm="ortho", workers=workers).astype(np.complex64, copy=False)
+                del windows
+                extra = defocus[sl, t]
+                predict_cc_kernel(reference_halves, np.ascontiguousarray(half_index[sl], np.int64),
+                                  np.ascontiguousarray(mats_f[sl]), tilt_rows,
+                                  np.ascontiguousarray(optics.defocus_u_angst[f] + extra),
+                                  np.ascontiguousarray(optics.defocus_v_angst[f] + extra), *per_tilt, k1, k2, k3,
+                                  float(geometry.pixel_size_angst),
+                                  np.ascontiguousarray(uv[sl, t] - origins - s // 2, np.float64),
+                                  vis, weight, dose32, own, cc)
+            else:
+                obs = align_observation_rfft_2d(frame[None], uv[sl, t][:, None], s, visible=vis[:, None],
+                                                workers=workers)[:, 0]
+                pred = _slice_ctf_dose(reference_halves, half_index[sl], mats_f[sl], tilt_rows, defocus[sl, t], optics,
+                                       geometry.pixel_size_angst, dose, max_radius_px)
+                if own_scale is not None:
+                    obs = obs + own[f][None] * pred
+                cc = obs * np.conj(pred)
+                cc *= -weight[f][None]
+                cc[:, 0, 0] = 0
+                cc[~vis] = 0
+            if ovs > 1:
+                padded = np.zeros((n_c, n_full, n_full // 2 + 1), np.complex64)
+                padded[:, pad_rows, : s // 2 + 1] = cc
+                cc = padded
+            full = scipy.fft.irfft2(cc, s=(n_full, n_full), norm="forward", workers=workers)
+            del cc
+            maps[sl, t] = full[:, crop][:, :, crop]
+            sums[t] += np.fft.fftshift(full.sum(0))
     # Prefiltered before the border is zeroed, or the zeros would ring into the search range.
     spline_coefficients(maps)
     b = 3 * ovs

@@ -22,6 +22,7 @@ import scipy.fft
 
 from ..fourier.extract import centred_irfft_2d, window_origins_px
 from ..fourier.shells import radius_rfft_2d, rfft_multiplicity_2d
+from ..frames import as_frames
 from ..geometry import TiltSeriesGeometry, TiltSeriesOptics
 from .ccmaps import observed_positions, predicted_spectra
 
@@ -55,13 +56,16 @@ def shell_scale(data_rfft, model_rfft, shells, n_shells: int) -> np.ndarray:
 
 def subtract_predicted_particles(stack, geometry: TiltSeriesGeometry, optics: TiltSeriesOptics, positions_px,
                                  particle_matrices, half_index, reference_halves, dose_weights, support,
-                                 motion_px=None, workers: int = 1, chunk: int = 64):
-    """Replace each tilt image by its residual after every predicted particle is taken out (in place).
+                                 motion_px=None, workers: int = 1, chunk: int = 64, out=None):
+    """Each tilt image's residual after every predicted particle is taken out, one frame at a time.
 
     Parameters
     ----------
     stack
-        float32 ``(n_tilts, H, W)``, overwritten with the residual.
+        float32 ``(n_tilts, H, W)``, or a frame source (:mod:`..frames`).
+    out
+        Writable frame source for the residual (e.g. :class:`..frames.SpilledFrames`); None overwrites ``stack``
+        (which must then be writable, as an array is).
     positions_px
         float64 ``(n_particles, 3)`` current static positions (decentred px).
     particle_matrices
@@ -88,7 +92,9 @@ def subtract_predicted_particles(stack, geometry: TiltSeriesGeometry, optics: Ti
         float64 ``(n_tilts, s//2+1)``: the residual's power per pixel and shell of the alignment box (the noise
         spectrum the next round whitens with; the normalisation of :func:`..power_spectrum.noise_power_spectra`).
     """
-    n_f, height, width = stack.shape
+    frames = as_frames(stack)
+    out = frames if out is None else out
+    n_f, height, width = frames.shape
     s = reference_halves.shape[1]
     n_shells = s // 2 + 1
     proj = geometry.projection_matrices()
@@ -100,8 +106,9 @@ def subtract_predicted_particles(stack, geometry: TiltSeriesGeometry, optics: Ti
     mult = rfft_multiplicity_2d(height, width).ravel()  # shell means of the power as over the full plane
     counts = np.bincount(shells, mult, n_shells + 1)[:n_shells]
     model = np.zeros((height, width), np.float32)
+    image = np.empty((height, width), np.float32)
     for f in range(n_f):
-        data_ft = scipy.fft.rfft2(stack[f], workers=workers)
+        data_ft = scipy.fft.rfft2(frames.read_frame(f, out=image), workers=workers)
         rows = np.nonzero(visible[:, f])[0]
         if rows.size:
             model[:] = 0.0
@@ -125,8 +132,10 @@ def subtract_predicted_particles(stack, geometry: TiltSeriesGeometry, optics: Ti
             model_ft *= np.append(a, 0.0).astype(np.float32)[shells].reshape(model_ft.shape)
             data_ft -= model_ft
             del model_ft
-            stack[f] = scipy.fft.irfft2(data_ft, s=(height, width), workers=workers)
+            out.write_frame(f, scipy.fft.irfft2(data_ft, s=(height, width), workers=workers))
             own[f] = np.interp(box_radius, np.arange(n_shells), a)
+        elif out is not frames:
+            out.write_frame(f, image)
         d = data_ft.ravel()
         power[f] = np.bincount(shells, mult * (d.real * d.real + d.imag * d.imag), n_shells + 1)[:n_shells]
         power[f] /= np.maximum(counts, 1e-30) * (height * width)

@@ -11,6 +11,7 @@ merged into ``tomograms.star``, ``particles.star``, ``optimisation_set.star``, `
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import time
@@ -23,6 +24,7 @@ import pandas as pd
 from ..dose import dose_weights_rfft_2d
 from ..errors import InputError
 from ..fourier.shells import radius_rfft_2d
+from ..frames import SpilledFrames, as_frames
 from ..geometry import TiltSeriesGeometry, centred_angst_from_positions_px, particle_positions_px, project_points
 from ..io.atomic import atomic_write_text
 from ..io.fsc import read_fsc
@@ -32,7 +34,7 @@ from ..io.note import write_note
 from ..io.optimisation_set import OptimisationSet, resolve_inputs, write_optimisation_set
 from ..io.particles import write_particle_set
 from ..io.star import read_star, require_columns, require_table, write_star
-from ..io.tomograms import load_tilt_series, write_tomogram_set
+from ..io.tomograms import TiltSeriesRows, write_tomogram_set
 from ..io.trajectories import read_trajectories
 from .ccmaps import compute_cc_maps
 from .cost import AlignCost, apply_parameters
@@ -230,13 +232,14 @@ def _load_inputs(opts: AlignOptions) -> _Inputs:
 
 def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px, particle_matrices, half_index,
                       reference: PreparedReference, opts: AlignOptions, log=print, rounds: int | None = None,
-                      motion_px=None, diag_path=None, overwrite_stack: bool = False):
+                      motion_px=None, diag_path=None):
     """Align one tilt series.
 
     Parameters
     ----------
     stack
-        float32 ``(n_tilts, H, W)``.
+        float32 ``(n_tilts, H, W)``, or a frame source (:mod:`..frames`, e.g. the tilt images on disk): it is
+        read one tilt at a time and never written; the neighbour subtraction's residual goes to a temporary file.
     positions_px
         float64 ``(n_particles, 3)`` static positions (decentred px, origins applied).
     particle_matrices
@@ -248,9 +251,6 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
     diag_path
         With ``--diag``: where to write the per-tilt frequency weights (× limits), float32
         ``(n_tilts, s, s//2+1)`` as an MRC stack (RELION's ``diag_<tomo>_frq_weight.mrc``).
-    overwrite_stack
-        Let the neighbour subtraction (:mod:`.neighbours`) overwrite ``stack`` with the residual instead of a
-        copy (saves one tilt series of memory when the caller is done with it).
 
     Returns
     -------
@@ -273,7 +273,8 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
         w = w * highpass_weight(s, opts.hp)[None] * shell_weight_2d(reference, opts.fsc_thresh_width)[None]
         return w, frequency_limit_mask(w, dose, opts.cutoff_fract)
 
-    freq, mask = weights_for(None if opts.no_whiten else noise_power_spectra(stack, s, workers))
+    frames = as_frames(stack)
+    freq, mask = weights_for(None if opts.no_whiten else noise_power_spectra(frames, s, workers))
     own_scale = None
     if diag_path is not None:
         write_mrc(diag_path, (freq * mask).astype(np.float32), geometry.pixel_size_angst)
@@ -297,7 +298,7 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
     def maps_for(g, x, tilts=None, update=None, rnd=0):
         # A first round that is followed by others only has to get close: a lower band limit makes it cheaper.
         band = mask & first_band if rnd == 0 and rounds > 1 and not opts.shift_only else mask
-        return compute_cc_maps(stack, g, optics, x, particle_matrices, half_index, reference.halves, freq, dose, band,
+        return compute_cc_maps(frames, g, optics, x, particle_matrices, half_index, reference.halves, freq, dose, band,
                                int(opts.r), workers=workers, relion_kx_band_limit=RELION_KX_BAND_LIMIT,
                                oversampling=CC_OVERSAMPLING, max_radius_px=max_radius,
                                motion_px=motion_px, tilts=tilts, update=update, own_scale=own_scale)
@@ -308,71 +309,71 @@ def align_tilt_series(stack, geometry: TiltSeriesGeometry, optics, positions_px,
         return _shift_only(geom, pos, maps_for(geom, pos), active, pivot, search_px, opts, motion_px, log)
     maps = cost = None
     recentred = False  # the input geometry's CC is not in the maps once tilts were moved before round 1
-    for rnd in range(rounds):
-        t0 = time.perf_counter()
-        maps = cost = None  # drop the previous round's maps before allocating the next ones (peak memory)
-        # scipy's minimize leaves reference cycles that hold the cost (and its maps) until the cyclic GC runs.
-        if rnd:
-            gc.collect()
-        if rnd == rounds - 1 and rnd > 0 and not opts.keep_neighbours:
-            # The geometry is now good enough to predict every particle: take them all out of the images, so that
-            # each map sees its own particle and noise only, and whiten with the spectrum of that noise.
-            if not overwrite_stack:
-                stack = stack.copy()
-                overwrite_stack = True
-            support = (freq * mask) > 0  # where the maps' predictions are computed
-            own_scale, residual_power = subtract_predicted_particles(
-                stack, geom, optics, pos, particle_matrices, half_index, reference.halves, dose, support, motion_px,
-                workers)
-            freq, mask = weights_for(residual_power)
-        maps = maps_for(geom, pos, rnd=rnd)
-        if rnd == 0:
-            n_visible = (maps.visible & active[None]).sum(0)
-        x0_shifts = np.zeros((n_f, 2))
-        if rnd == 0 and layout.fit_shifts:
-            # Search well beyond ±r (the CC sum of a tilt's particles is sharp), but not to the box edge,
-            # where the cyclic CC wraps and a tilt with few particles could lock onto a neighbour.
-            found = global_shift_search(maps.tilt_sums, search_px, maps.oversampling)
-            found[~active | (n_visible == 0)] = 0.0
-            global_shift = found
-            far = np.abs(found).max(axis=1) > opts.r - 3
-            recentred = bool(far.any())
-            if recentred:
-                # Far off for the ±r maps: move those tilts first and recompute only their maps around them (the
-                # other tilts' maps stay valid; they start L-BFGS from their found shift as usual).
-                moved_shifts = np.where(far[:, None], found, 0.0)
-                geom = geom.with_projection_matrices(apply_parameters(
-                    geom.projection_matrices(), np.zeros((n_f, 3)), moved_shifts, pivot))
-                maps = maps_for(geom, pos, tilts=np.nonzero(far)[0], update=maps)
-                x0_shifts = np.where(far[:, None], 0.0, found)
-            else:
-                x0_shifts = found
-        cost = AlignCost(maps.maps, maps.centres_px, maps.visible, geom.projection_matrices(), pos, pivot, layout,
-                         int(opts.r), opts.range_reg, active, maps.oversampling, motion_px)
-        if rnd == 0 and not recentred:
-            # At x = 0 every Δ is 0, so the range term vanishes and the terms are −CC at the input geometry.
-            cc_before = -cost.terms(np.zeros(layout.size)).sum(0)
-        x0_offsets = np.zeros((n_p, 3))
-        if rnd == 0 and layout.fit_offsets:
-            x0_offsets = particle_offset_search(maps.maps, maps.visible, geom.projection_matrices(), x0_shifts, active,
-                                                int(opts.r), oversampling=maps.oversampling)
-        x0 = layout.pack(np.zeros((n_f, 3)), x0_shifts, x0_offsets)
-        # Later rounds recentre the maps, so the first round need not be polished to the last digit.
-        res = run_lbfgs(cost, x0, opts.it, ftol=FINAL_FTOL if rnd == rounds - 1 else 1e-9)
-        angles, shifts, offsets = layout.unpack(res.x)
-        new_proj = apply_parameters(geom.projection_matrices(), angles, shifts, pivot)
-        moved = np.linalg.norm(project_points(new_proj, pos + offsets) - project_points(geom.projection_matrices(), pos),
-                               axis=-1)
-        geom = geom.with_projection_matrices(new_proj)
-        pos = pos + offsets
-        final_terms = -cost.terms(res.x).sum(0)
-        rounds_info.append({"round": rnd + 1, "cost_before": res.initial_value, "cost_after": res.value,
-                            "iterations": res.n_iterations, "evaluations": res.n_evaluations,
-                            "max_move_px": float(moved[:, active].max()) if moved.size else 0.0,
-                            "seconds": time.perf_counter() - t0, "message": res.message})
-        log(f"  {geometry.name} round {rnd + 1}: cost {res.initial_value:.6g} -> {res.value:.6g} "
-            f"({res.n_iterations} iterations, max 2D move {rounds_info[-1]['max_move_px']:.3f} px, "
-            f"{rounds_info[-1]['seconds']:.1f} s)")
+    with contextlib.ExitStack() as scratch:  # the neighbour subtraction's residual frames
+        for rnd in range(rounds):
+            t0 = time.perf_counter()
+            maps = cost = None  # drop the previous round's maps before allocating the next ones (peak memory)
+            # scipy's minimize leaves reference cycles that hold the cost (and its maps) until the cyclic GC runs.
+            if rnd:
+                gc.collect()
+            if rnd == rounds - 1 and rnd > 0 and not opts.keep_neighbours:
+                # The geometry is now good enough to predict every particle: take them all out of the images, so that
+                # each map sees its own particle and noise only, and whiten with the spectrum of that noise.
+                support = (freq * mask) > 0  # where the maps' predictions are computed
+                residual = scratch.enter_context(SpilledFrames(frames.shape))
+                own_scale, residual_power = subtract_predicted_particles(
+                    frames, geom, optics, pos, particle_matrices, half_index, reference.halves, dose, support, motion_px,
+                    workers, out=residual)
+                frames = residual
+                freq, mask = weights_for(residual_power)
+            maps = maps_for(geom, pos, rnd=rnd)
+            if rnd == 0:
+                n_visible = (maps.visible & active[None]).sum(0)
+            x0_shifts = np.zeros((n_f, 2))
+            if rnd == 0 and layout.fit_shifts:
+                # Search well beyond ±r (the CC sum of a tilt's particles is sharp), but not to the box edge,
+                # where the cyclic CC wraps and a tilt with few particles could lock onto a neighbour.
+                found = global_shift_search(maps.tilt_sums, search_px, maps.oversampling)
+                found[~active | (n_visible == 0)] = 0.0
+                global_shift = found
+                far = np.abs(found).max(axis=1) > opts.r - 3
+                recentred = bool(far.any())
+                if recentred:
+                    # Far off for the ±r maps: move those tilts first and recompute only their maps around them (the
+                    # other tilts' maps stay valid; they start L-BFGS from their found shift as usual).
+                    moved_shifts = np.where(far[:, None], found, 0.0)
+                    geom = geom.with_projection_matrices(apply_parameters(
+                        geom.projection_matrices(), np.zeros((n_f, 3)), moved_shifts, pivot))
+                    maps = maps_for(geom, pos, tilts=np.nonzero(far)[0], update=maps)
+                    x0_shifts = np.where(far[:, None], 0.0, found)
+                else:
+                    x0_shifts = found
+            cost = AlignCost(maps.maps, maps.centres_px, maps.visible, geom.projection_matrices(), pos, pivot, layout,
+                             int(opts.r), opts.range_reg, active, maps.oversampling, motion_px)
+            if rnd == 0 and not recentred:
+                # At x = 0 every Δ is 0, so the range term vanishes and the terms are −CC at the input geometry.
+                cc_before = -cost.terms(np.zeros(layout.size)).sum(0)
+            x0_offsets = np.zeros((n_p, 3))
+            if rnd == 0 and layout.fit_offsets:
+                x0_offsets = particle_offset_search(maps.maps, maps.visible, geom.projection_matrices(), x0_shifts, active,
+                                                    int(opts.r), oversampling=maps.oversampling)
+            x0 = layout.pack(np.zeros((n_f, 3)), x0_shifts, x0_offsets)
+            # Later rounds recentre the maps, so the first round need not be polished to the last digit.
+            res = run_lbfgs(cost, x0, opts.it, ftol=FINAL_FTOL if rnd == rounds - 1 else 1e-9)
+            angles, shifts, offsets = layout.unpack(res.x)
+            new_proj = apply_parameters(geom.projection_matrices(), angles, shifts, pivot)
+            moved = np.linalg.norm(project_points(new_proj, pos + offsets) - project_points(geom.projection_matrices(), pos),
+                                   axis=-1)
+            geom = geom.with_projection_matrices(new_proj)
+            pos = pos + offsets
+            final_terms = -cost.terms(res.x).sum(0)
+            rounds_info.append({"round": rnd + 1, "cost_before": res.initial_value, "cost_after": res.value,
+                                "iterations": res.n_iterations, "evaluations": res.n_evaluations,
+                                "max_move_px": float(moved[:, active].max()) if moved.size else 0.0,
+                                "seconds": time.perf_counter() - t0, "message": res.message})
+            log(f"  {geometry.name} round {rnd + 1}: cost {res.initial_value:.6g} -> {res.value:.6g} "
+                f"({res.n_iterations} iterations, max 2D move {rounds_info[-1]['max_move_px']:.3f} px, "
+                f"{rounds_info[-1]['seconds']:.1f} s)")
     uv0 = project_points(input_proj, positions_px)
     uv1 = project_points(geom.projection_matrices(), pos)  # the trajectories are common to both: they cancel
     move = np.linalg.norm(uv1 - uv0, axis=-1)
@@ -480,14 +481,13 @@ def run_align(opts: AlignOptions, log=print, command: str | None = None) -> Alig
             motion = None
             if trajectories is not None:
                 motion = trajectories.for_particles(pset.particle_names(rows), geometry.n_tilts) / pix
-            stack = load_tilt_series(tset, name)
             log(f"{name}: {len(rows)} particles, {geometry.n_tilts} tilts")
-            new_geom, new_pos, report = align_tilt_series(stack, geometry, optics, positions,
-                                                          pset.particle_matrices(rows), half, inputs.reference,
-                                                          opts, log, motion_px=motion,
-                                                          diag_path=out / f"diag_{name}_frq_weight.mrc" if opts.diag else None,
-                                                          overwrite_stack=True)
-            stack = None  # ~100 MB per tilt series: gone before the next one is read or the report is drawn
+            # The tilt images stay on disk, read a tilt at a time: the series (~100 MB here, GBs unbinned) never
+            # sits in memory.
+            with TiltSeriesRows(tset, name) as frames:
+                new_geom, new_pos, report = align_tilt_series(
+                    frames, geometry, optics, positions, pset.particle_matrices(rows), half, inputs.reference, opts,
+                    log, motion_px=motion, diag_path=out / f"diag_{name}_frq_weight.mrc" if opts.diag else None)
             centred = centred_angst_from_positions_px(new_pos, pix, geometry.tomo_size_px)
             _write_temp(out, name, tset, new_geom, pset.particle_names(rows), centred, report)
             summaries[name] = report.summary()

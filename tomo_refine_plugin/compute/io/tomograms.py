@@ -636,10 +636,10 @@ def load_tilt_series(tset: TomogramSet, name) -> np.ndarray:
 
 
 class TiltSeriesRows:
-    """Streaming access to the tilt images of one tomogram: row bands of one frame at a time.
+    """Streaming access to the tilt images of one tomogram: row bands, or whole frames, one at a time.
 
-    The memory-bounded alternative to :func:`load_tilt_series` for callers that need only windows
-    (subtomo): the whole series is never held in memory. Frames are in tilt-table order.
+    The memory-bounded alternative to :func:`load_tilt_series` for callers that need only windows (subtomo)
+    or one frame at a time (align): the whole series is never held in memory. Frames are in tilt-table order.
 
     Attributes
     ----------
@@ -679,6 +679,11 @@ class TiltSeriesRows:
         :meth:`MrcSectionRows.read_rows` for ``out``)."""
         reader, section = self._frames[frame]
         return reader.read_rows(section, y_start, y_stop, out=out)
+
+    def read_frame(self, frame: int, out=None) -> np.ndarray:
+        """Tilt image ``frame`` whole: float32 ``(H, W)``, into ``out`` when given (a frame source, as in
+        :mod:`..frames`)."""
+        return self.read_rows(frame, 0, self.shape[1], out=out)
 
     def close(self) -> None:
         for reader in self._readers.values():
