@@ -8,8 +8,10 @@ golden data); injected errors 0.3° per tilt angle, 2 px per tilt shift, 1.5 px 
 Prints the median wall time, CPU time and peak RSS of the warm runs (numba cache filled), the numba compile time (a cold run
 with an empty cache minus the warm run), and the reprojection error before/after.
 
-Usage: ``python benchmarks/bench_align.py [--workdir DIR] [--j 2] [--seeds 12 13 14]`` (``--seeds``: the same
-problem drawn again with other seeds, for the accuracy's spread between dataset instances).
+Usage: ``python benchmarks/bench_align.py [--workdir DIR] [--j 2] [--seeds 12 13 14] [--noise_draws 8]``
+(``--seeds``: the same problem drawn again with other seeds, for the accuracy's spread between dataset instances;
+``--noise_draws``: the benchmark instance with N other noise draws, for the estimator's expected error on it and
+its Cramér–Rao bound, ``crb_align.py``).
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ sys.exit(rc)
 """
 
 
-def _simulate(data: Path, seed: int = 11) -> None:
+def _simulate(data: Path, seed: int = 11, noise_seed: int = -1) -> None:
     from dataclasses import asdict
 
     from tomo_refine_plugin.compute.simulate.options import SimulationOptions
@@ -52,7 +54,7 @@ def _simulate(data: Path, seed: int = 11) -> None:
                              pixel_size_angst=4.0, box_px=64, n_particles=120, snr=0.5,
                              angle_err_deg=(0.3, 0.3, 0.3), shift_err_px=2.0, position_err_px=1.5, seed=seed,
                              ref_is_truth=True, inside_margin_px=48.0, n_blobs=32, n_fine_blobs=160,
-                             fine_sigma_px=1.0)
+                             fine_sigma_px=1.0, noise_seed=noise_seed)
     stamp = data / "bench_options.json"
     wanted = json.dumps(asdict(opts), sort_keys=True)
     if (data / "optimisation_set.star").exists() and stamp.exists() and stamp.read_text() == wanted:
@@ -110,16 +112,30 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="warm runs; the median (and the fastest) is reported")
     ap.add_argument("--seeds", type=int, nargs="*", default=[],
                     help="also report the reprojection error on these other instances of the dataset (accuracy only)")
-    ap.add_argument("--simulate_only", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--noise_draws", type=int, default=0,
+                    help="also align N other noise draws of the benchmark instance (same geometry, particles and "
+                         "errors): the expected error of the estimator on it, against its Cramér–Rao bound")
+    ap.add_argument("--simulate_only", type=int, nargs="+", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     work = Path(args.workdir)
     data = work / "data"
+
+    def simulate(seed: int, noise_seed: int = -1) -> Path:
+        # In a child process: Linux carries a process's peak RSS over fork+exec into ru_maxrss, so a simulation in
+        # this process (~500 MB) would show up as the peak RSS of every align run started after it.
+        where = data if (seed, noise_seed) == (11, -1) else (
+            work / (f"data_seed{seed}" if noise_seed < 0 else f"data_noise{noise_seed}"))
+        if args.simulate_only is not None:
+            _simulate(where, seed, noise_seed)
+        else:
+            subprocess.run([sys.executable, __file__, "--workdir", str(work), "--simulate_only", str(seed),
+                            str(noise_seed)], check=True)
+        return where
+
     if args.simulate_only is not None:
-        _simulate(data if args.simulate_only == 11 else work / f"data_seed{args.simulate_only}", args.simulate_only)
+        simulate(*args.simulate_only)
         return 0
-    # In a child process: Linux carries a process's peak RSS over fork+exec into ru_maxrss, so a simulation in this
-    # process (~500 MB) would show up as the peak RSS of every align run started after it.
-    subprocess.run([sys.executable, __file__, "--workdir", str(work), "--simulate_only", "11"], check=True)
+    simulate(11)
     cold_cache = work / "numba_cold"
     if cold_cache.exists():
         shutil.rmtree(cold_cache)
@@ -146,8 +162,7 @@ def main(argv=None) -> int:
     if args.seeds:
         rms = [after["rms_px"]]
         for seed in args.seeds:
-            subprocess.run([sys.executable, __file__, "--workdir", str(work), "--simulate_only", str(seed)], check=True)
-            d = work / f"data_seed{seed}"
+            d = simulate(seed)
             _run(d, work / "out_seed", args.j, cold_cache)
             e = _errors(d, work / "out_seed" / "tomograms.star", work / "out_seed" / "particles.star")
             b = _errors(d, d / "tomograms.star", d / "particles.star")
@@ -156,6 +171,22 @@ def main(argv=None) -> int:
                   f"max {e['max_px']:.3f}")
         print(f"over {len(rms)} instances      RMS mean {np.mean(rms):.4f} px, min {np.min(rms):.4f}, max {np.max(rms):.4f} "
               f"(RELION RMS {RELION['rms_px']} on its instance)")
+    if args.noise_draws:
+        # One instance's RMS is one draw of a random variable (its relative spread is several %): the estimator's
+        # accuracy on the benchmark geometry is its RMS over noise draws, which the Cramér–Rao bound bounds.
+        from crb_align import fisher_per_observation, reprojection_bound
+
+        bound = float(np.sqrt(reprojection_bound(*fisher_per_observation(data, 96)).mean()))
+        ms = []
+        for k in range(1, args.noise_draws + 1):
+            d = simulate(11, k)
+            _run(d, work / "out_noise", args.j, cold_cache)
+            e = _errors(d, work / "out_noise" / "tomograms.star", work / "out_noise" / "particles.star")
+            ms.append(e["rms_px"] ** 2)
+            print(f"noise draw {k:<3d}         RMS {e['rms_px']:.4f} px")
+        print(f"over {len(ms)} noise draws     RMS {np.sqrt(np.mean(ms)):.4f} px (draws {np.sqrt(np.min(ms)):.4f}-"
+              f"{np.sqrt(np.max(ms)):.4f}); Cramér–Rao bound {bound:.4f} px, efficiency "
+              f"{bound / np.sqrt(np.mean(ms)):.3f} (RELION RMS {RELION['rms_px']} on its instance)")
     return 0
 
 

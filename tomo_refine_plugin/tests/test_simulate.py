@@ -201,6 +201,25 @@ def test_deterministic_for_a_seed(tmp_path):
     assert (tmp_path / "a/tilt_series/TS_01.mrcs").read_bytes() != (tmp_path / "c/tilt_series/TS_01.mrcs").read_bytes()
 
 
+def test_noise_seed_changes_the_noise_and_nothing_else(tmp_path):
+    """Another noise draw of the same dataset: every STAR file and the references are byte-identical, and the
+    images differ by noise of the same sigma (their difference has variance 2 sigma^2)."""
+    options = SimulationOptions(n_particles=3, n_tilts=5, image_size_px=(96, 96), tomo_depth_px=32, box_px=24,
+                                seed=7, snr=0.5, **ERRORS)
+    quiet = dict(log=lambda *_: None)
+    simulate_dataset(tmp_path / "a", options, **quiet)
+    simulate_dataset(tmp_path / "b", SimulationOptions(**{**options.__dict__, "noise_seed": 1}), **quiet)
+    simulate_dataset(tmp_path / "c", SimulationOptions(**{**options.__dict__, "noise_seed": 2}), **quiet)
+    for rel in ["tilt_series/TS_01.star", "tomograms.star", "particles.star", "ref_half1.mrc", "ref_half2.mrc",
+                "truth/particles.star", "truth/tomograms.star"]:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    sigma = json.loads((tmp_path / "a/truth/errors.json").read_text())["noise_sigma"]
+    images = [mrcfile.read(tmp_path / d / "tilt_series/TS_01.mrcs").astype(np.float64) for d in "abc"]
+    for other in images[1:]:
+        assert np.std(images[0] - other) == pytest.approx(np.sqrt(2) * sigma, rel=0.02)
+    assert np.std(images[1] - images[2]) == pytest.approx(np.sqrt(2) * sigma, rel=0.02)
+
+
 def test_physics_by_hand():
     # λ(300 kV) = 0.019687 Å (relativistic); CTF(0) = +Q0 (RELION: positive at low k); dose weight(0) = 1.
     assert wavelength_angst(300.0) == pytest.approx(0.019687, abs=1e-6)

@@ -62,6 +62,8 @@ class SimulationOptions:
     n_fine_blobs: int = _opt(60, "extra point-like blobs (sigma --fine_sigma_px) for high-resolution content")
     fine_sigma_px: float = _opt(1.0, "sigma of the fine blobs (px, >= 1)")
     seed: int = _opt(0, "random seed; everything is deterministic for a seed")
+    noise_seed: int = _opt(-1, "seed of the image noise alone; <0: drawn from --seed. The same dataset (geometry, "
+                               "particles, errors) with another noise draw, to average an estimator's error over noise")
 
     def __post_init__(self):
         object.__setattr__(self, "image_size_px", tuple(int(v) for v in self.image_size_px))

@@ -375,7 +375,8 @@ def simulate_dataset(out_dir, options: SimulationOptions = SimulationOptions(), 
         rot, tilt, psi = _random_rotation_angles(rng, opts.n_particles)
         pos_err_px = rng.normal(0.0, 1.0, (opts.n_particles, 3)) * opts.position_err_px
         traj_angst = _smooth_trajectories(rng, opts.n_particles, sequence, opts.motion_angst_per_step)
-        noise_rng = np.random.default_rng(rng.integers(2**63))
+        noise_entropy = rng.integers(2**63)  # drawn either way: --noise_seed changes the noise and nothing else
+        noise_rng = np.random.default_rng(noise_entropy if opts.noise_seed < 0 else (opts.noise_seed, t))
 
         centre = tomogram_centre_px(tomo_size)
         particle_mats = euler_zyz_to_matrix(rot, tilt, psi)
