@@ -54,7 +54,9 @@ def add_arguments(parser) -> None:
     g.add_argument("--def_reg", type=float, default=0.0)
     g.add_argument("--per_frame_deformation", action="store_true")
     g = parser.add_argument_group("Expert")
-    g.add_argument("--pad", type=int, default=1, help="CC padding (only 1 is supported)")
+    g.add_argument("--pad", type=int, default=1,
+                   help="Fourier padding of the CC maps: samples per px, 1-4 (value and gradient consistent, unlike "
+                        "RELION's pad > 1)")
     g.add_argument("--no_whiten", action="store_true", help="do not whiten the noise spectra")
     g.add_argument("--whiten_abs", action="store_true", help="ignored by RELION: refused (error)")
     g.add_argument("--hp", type=float, default=-1.0, help="high-pass sigma (Fourier px; <=0: off)")
