@@ -51,7 +51,8 @@ class ProtTomoRefineAlign(ProtTomoRefineBase):
 
         form.addSection(label="Polish")
         form.addParam("boxSize", params.IntParam, default=128, label="Box size for estimation (px)",
-                      validators=[params.GE(16)], help="--b")
+                      validators=[params.GE(16)],
+                      help="--b: at least the reference's box; a smaller reference is zero-padded to it.")
         form.addParam("maxPosErr", params.IntParam, default=5, label="Max position error (px)",
                       validators=[params.GE(0), params.LE(64)], help="--r: largest shift searched.")
         # The engine's --shift_only writes no refined particles, which this protocol's outputs need: the
@@ -117,9 +118,10 @@ class ProtTomoRefineAlign(ProtTomoRefineBase):
         box = self.boxSize.get()
         if ref is not None and box is not None:
             dims = ref.getDim()
-            if dims is not None and dims[0] != box:
-                errors.append(f"the reference box is {dims[0]} px but the estimation box is {box} px; set "
-                              f"'Box size for estimation' to {dims[0]}")
+            # The engine zero-pads the reference to the estimation box (--b), never crops it.
+            if dims is not None and dims[0] > box:
+                errors.append(f"the reference box is {dims[0]} px, larger than the estimation box of {box} px; "
+                              f"set 'Box size for estimation' to {dims[0]} px or more")
         return errors
 
     # ------------------------------------------------------------------ engine

@@ -362,6 +362,10 @@ class TestTomoRefineProtocols(BaseTest):
         errors = " ".join(prot.validate())
         assert "Å/px" in errors and "resample" in errors, errors
         assert not self._subtomo("good").validate()
+        # The estimation box may exceed the reference's (zero-padded, as --b), never be smaller.
+        assert not self._align("larger box", boxSize=BOX + 16).validate()
+        errors = " ".join(self._align("smaller box", boxSize=BOX - 8).validate())
+        assert "larger than the estimation box" in errors, errors
         # Shift-only is hidden in the form; a workflow that sets it anyway is refused, never half-run.
         errors = " ".join(self._align("shift only", alignByShift=True).validate())
         assert "--shift_only" in errors, errors
