@@ -14,6 +14,8 @@ import tempfile
 
 import numpy as np
 
+from .errors import InputError
+
 __all__ = ["ArrayFrames", "SpilledFrames", "as_frames"]
 
 
@@ -55,7 +57,14 @@ class SpilledFrames:
         if image.shape != self.shape[1:]:
             raise ValueError(f"frame of shape {image.shape}, expected {self.shape[1:]}")
         self._fh.seek(int(f) * self._frame_bytes)
-        self._fh.write(memoryview(image).cast("B"))
+        try:
+            self._fh.write(memoryview(image).cast("B"))
+            self._fh.flush()
+        except OSError as err:  # typically a full $TMPDIR: say which folder and how much is needed
+            need_gb = self.shape[0] * self._frame_bytes / 1e9
+            raise InputError(f"cannot write scratch frames to the temporary folder ({err.strerror or err})",
+                             path=tempfile.gettempdir(), field="TMPDIR",
+                             fix=f"point TMPDIR at a folder with {need_gb:.1f} GB free") from err
 
     def read_frame(self, f: int, out=None) -> np.ndarray:
         """Frame ``f`` as float32 ``(H, W)``, read into ``out`` when given (C-contiguous float32)."""

@@ -6,6 +6,7 @@ import pytest
 from tomo_refine_plugin.compute.align.ccmaps import compute_cc_maps
 from tomo_refine_plugin.compute.align.neighbours import subtract_predicted_particles
 from tomo_refine_plugin.compute.align.program import AlignOptions, _load_inputs, align_tilt_series
+from tomo_refine_plugin.compute.errors import InputError
 from tomo_refine_plugin.compute.frames import ArrayFrames, SpilledFrames, as_frames
 from tomo_refine_plugin.compute.io.tomograms import TiltSeriesRows, load_tilt_series
 from tomo_refine_plugin.compute.power_spectrum import noise_power_spectra
@@ -40,6 +41,17 @@ def test_spilled_frames_round_trip_in_any_order():
         np.testing.assert_array_equal(spill.read_frame(1), stack[1])
         with pytest.raises(ValueError, match="expected"):
             spill.write_frame(0, np.zeros((9, 7), np.float32))
+
+
+def test_a_full_temporary_folder_is_a_clear_error(monkeypatch):
+    with SpilledFrames((2, 4, 4)) as spill:
+        def full(*_):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(spill, "_fh", type("Full", (), {"seek": lambda *_: None, "write": full,
+                                                           "close": lambda *_: None, "name": "x"})())
+        with pytest.raises(InputError, match=r"(?s)No space left on device.*TMPDIR.*GB free"):
+            spill.write_frame(0, np.zeros((4, 4), np.float32))
 
 
 def test_array_frames_read_views_and_write_in_place():
