@@ -48,7 +48,8 @@ def noise_power_spectra(stack, box_px: int, workers: int = 1) -> np.ndarray:
     acc = np.zeros((s, s // 2 + 1))
     image = np.empty((h, w), np.float32)
     for f in range(n_tilts):
-        views = np.lib.stride_tricks.sliding_window_view(frames.read_frame(f, out=image), (s, s))[::step, ::step][: len(ys), : len(xs)]
+        frame = frames.read_frame(f, out=image)
+        views = np.lib.stride_tricks.sliding_window_view(frame, (s, s))[::step, ::step][: len(ys), : len(xs)]
         acc[:] = 0.0
         for row in views:
             spectra = scipy.fft.rfft2(row, workers=workers)
